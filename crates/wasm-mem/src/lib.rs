@@ -1,0 +1,19 @@
+//! wasm-mem: a toolkit for WebAssembly linear memory.
+//!
+//! The library holds the memory model of a module ([`model`]), the shared
+//! rewrite core every pass uses ([`rewrite`]) and the passes themselves. The
+//! `wasm-mem` command-line tool is a thin layer over it.
+
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod footprint;
+pub mod input;
+pub mod manifest;
+pub mod model;
+pub mod pages;
+pub mod rewrite;
+pub mod sections;
+
+pub use error::{Error, Result};
+pub use model::ModuleInfo;

@@ -1,0 +1,257 @@
+//! The rewrite core that every pass uses.
+//!
+//! A [`Rewrite`] holds the input module as a list of raw sections. A pass
+//! replaces, removes or inserts the sections it changes, encoding them with
+//! `wasm-encoder` (its `reencode` module for anything it re-encodes from the
+//! parsed input); every other section is copied byte for byte, header
+//! included, so names, DWARF and producers sections survive untouched.
+//!
+//! [`Rewrite::finish`] assembles the module and validates it with wasmparser;
+//! an invalid result is an [`Error::Internal`], never an output file. When no
+//! section was touched, `finish` returns the input bytes unchanged.
+//!
+//! Data-segment names: a pass that renumbers data segments calls
+//! [`Rewrite::remap_data_names`], which re-encodes only the data-names
+//! subsection of the `name` section and copies every other subsection as is.
+
+use crate::error::{Error, Result};
+use crate::sections::{self, ids, RawSection};
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+use wasm_encoder::Section;
+use wasmparser::{BinaryReader, WasmFeatures};
+
+/// What becomes of one slot of the output.
+#[derive(Debug, Clone)]
+enum Slot {
+    /// Copy input section `n` as is.
+    Keep(usize),
+    /// Encoded section bytes (id, size, payload).
+    Encoded { id: u8, bytes: Vec<u8> },
+    /// Dropped.
+    Removed,
+}
+
+/// A module being rewritten.
+#[derive(Debug, Clone)]
+pub struct Rewrite<'a> {
+    input: &'a [u8],
+    sections: Vec<RawSection>,
+    slots: Vec<Slot>,
+    /// Where each input section sits in `slots`.
+    section_slot: Vec<usize>,
+    changed: bool,
+}
+
+/// Canonical position of known sections (the binary format's order).
+fn order_of(id: u8) -> Option<u8> {
+    Some(match id {
+        1 => 1,   // type
+        2 => 2,   // import
+        3 => 3,   // function
+        4 => 4,   // table
+        5 => 5,   // memory
+        13 => 6,  // tag
+        6 => 7,   // global
+        7 => 8,   // export
+        8 => 9,   // start
+        9 => 10,  // element
+        12 => 11, // data count
+        10 => 12, // code
+        11 => 13, // data
+        _ => return None,
+    })
+}
+
+fn encode(section: &impl Section) -> (u8, Vec<u8>) {
+    let mut bytes = Vec::new();
+    section.append_to(&mut bytes);
+    (section.id(), bytes)
+}
+
+impl<'a> Rewrite<'a> {
+    /// Split `input` (a core module) into its sections.
+    pub fn new(input: &'a [u8]) -> Result<Self> {
+        let sections = sections::split(input)?;
+        let slots = (0..sections.len()).map(Slot::Keep).collect();
+        let section_slot = (0..sections.len()).collect();
+        Ok(Rewrite {
+            input,
+            sections,
+            slots,
+            section_slot,
+            changed: false,
+        })
+    }
+
+    /// The input module.
+    pub fn input(&self) -> &'a [u8] {
+        self.input
+    }
+
+    /// The input's sections, in order.
+    pub fn sections(&self) -> &[RawSection] {
+        &self.sections
+    }
+
+    /// Index (into [`Rewrite::sections`]) of the known section with that id.
+    pub fn find(&self, id: u8) -> Option<usize> {
+        self.sections
+            .iter()
+            .position(|s| s.id == id && s.custom_name.is_none())
+    }
+
+    /// Index of the first custom section with that name.
+    pub fn find_custom(&self, name: &str) -> Option<usize> {
+        self.sections
+            .iter()
+            .position(|s| s.custom_name.as_deref() == Some(name))
+    }
+
+    /// Payload bytes of input section `index`.
+    pub fn payload(&self, index: usize) -> &'a [u8] {
+        &self.input[self.sections[index].payload.clone()]
+    }
+
+    /// A binary reader over the payload of input section `index`, with
+    /// offsets relative to the start of the input.
+    pub fn reader(&self, index: usize) -> BinaryReader<'a> {
+        let range = self.sections[index].payload.clone();
+        BinaryReader::new_features(
+            &self.input[range.clone()],
+            range.start,
+            crate::input::features(),
+        )
+    }
+
+    fn slot_of(&self, index: usize) -> usize {
+        self.section_slot[index]
+    }
+
+    /// Replace input section `index` with an encoded section.
+    pub fn replace(&mut self, index: usize, section: &impl Section) {
+        let slot = self.slot_of(index);
+        let (id, bytes) = encode(section);
+        self.slots[slot] = Slot::Encoded { id, bytes };
+        self.changed = true;
+    }
+
+    /// Drop input section `index` from the output.
+    pub fn remove(&mut self, index: usize) {
+        let slot = self.slot_of(index);
+        self.slots[slot] = Slot::Removed;
+        self.changed = true;
+    }
+
+    /// Set the known section `section.id()`: replace it if the input has one,
+    /// otherwise insert it at its canonical position.
+    pub fn set(&mut self, section: &impl Section) {
+        let id = section.id();
+        if let Some(index) = self.find(id) {
+            self.replace(index, section);
+            return;
+        }
+        let order = order_of(id).expect("set() is for known sections");
+        // Insert before the first known section that comes later in order.
+        let position = self
+            .slots
+            .iter()
+            .position(|slot| {
+                let slot_id = match slot {
+                    Slot::Keep(i) if self.sections[*i].custom_name.is_none() => {
+                        Some(self.sections[*i].id)
+                    }
+                    Slot::Encoded { id, .. } if *id != ids::CUSTOM => Some(*id),
+                    _ => None,
+                };
+                slot_id.and_then(order_of).is_some_and(|o| o > order)
+            })
+            .unwrap_or(self.slots.len());
+        let (id, bytes) = encode(section);
+        self.slots.insert(position, Slot::Encoded { id, bytes });
+        for slot in &mut self.section_slot {
+            if *slot >= position {
+                *slot += 1;
+            }
+        }
+        self.changed = true;
+    }
+
+    /// `true` once any section was replaced, removed or inserted.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Re-encode the data-segment names of the `name` section through `map`
+    /// (old segment index to new index, `None` to drop the name). Every other
+    /// subsection is copied byte for byte; nothing happens when the module has
+    /// no data names.
+    pub fn remap_data_names(&mut self, map: impl Fn(u32) -> Option<u32>) -> Result<()> {
+        let Some(index) = self.find_custom("name") else {
+            return Ok(());
+        };
+        let payload_range = self.sections[index].payload.clone();
+        let mut reader = BinaryReader::new(&self.input[payload_range.clone()], payload_range.start);
+        // Skip the custom section's own name ("name").
+        let err = |e: wasmparser::BinaryReaderError| Error::from_parser(self.input, &e);
+        reader.read_string().map_err(err)?;
+        let mut section = wasm_encoder::NameSection::new();
+        let mut touched = false;
+        while !reader.eof() {
+            let id = reader.read_u8().map_err(err)?;
+            let size = reader.read_var_u32().map_err(err)? as usize;
+            let start = reader.original_position();
+            let data = reader.read_bytes(size).map_err(err)?;
+            if id != 9 {
+                section.raw(id, data);
+                continue;
+            }
+            touched = true;
+            let map_reader =
+                wasmparser::NameMap::new(BinaryReader::new(data, start)).map_err(err)?;
+            let mut names = Vec::new();
+            for naming in map_reader {
+                let naming = naming.map_err(err)?;
+                if let Some(new_index) = map(naming.index) {
+                    names.push((new_index, naming.name));
+                }
+            }
+            names.sort_by_key(|(i, _)| *i);
+            names.dedup_by_key(|(i, _)| *i);
+            let mut name_map = wasm_encoder::NameMap::new();
+            for (i, name) in names {
+                name_map.append(i, name);
+            }
+            section.data(&name_map);
+        }
+        if touched {
+            self.replace(index, &section);
+        }
+        Ok(())
+    }
+
+    /// Assemble the output and validate it with `features`. Returns the input
+    /// unchanged when nothing was touched.
+    pub fn finish(self, features: WasmFeatures, pass: &str) -> Result<Vec<u8>> {
+        if !self.changed {
+            return Ok(self.input.to_vec());
+        }
+        let mut out = Vec::with_capacity(self.input.len());
+        out.extend_from_slice(&self.input[..8]);
+        for slot in &self.slots {
+            match slot {
+                Slot::Keep(i) => {
+                    out.extend_from_slice(&self.input[self.sections[*i].range.clone()])
+                }
+                Slot::Encoded { bytes, .. } => out.extend_from_slice(bytes),
+                Slot::Removed => {}
+            }
+        }
+        crate::input::validate_output(&out, features, pass)?;
+        Ok(out)
+    }
+}
+
+/// Convert a parsed memory type to its encoder form.
+pub fn memory_type(ty: wasmparser::MemoryType) -> wasm_encoder::MemoryType {
+    RoundtripReencoder.memory_type(ty).expect("infallible")
+}
