@@ -1,0 +1,596 @@
+//! A real-time `no_std` allocator for WebAssembly (and anything with a flat
+//! arena of memory).
+//!
+//! # Algorithm
+//!
+//! Every request is served from two-level segregated free lists (TLSF):
+//!
+//! * Block sizes are multiples of the granule `G` (two words: 8 bytes on
+//!   wasm32). Sizes below `16 * G` (128 bytes on wasm32) have one exact free
+//!   list per granule: these are the small size classes, and a request for
+//!   them is an exact-fit pop from its class.
+//! * Larger sizes are split by their highest set bit (the first level) and the
+//!   next four bits (16 second-level lists per power of two), so a list holds
+//!   blocks whose sizes differ by at most 1/16.
+//! * A one-word bitmap of non-empty rows plus one 16-bit bitmap per row find
+//!   the first non-empty list at or above a class with two `ctz`s. There is no
+//!   loop anywhere in `alloc`, `free` or `realloc`: the work per call is
+//!   bounded by a constant, whatever the number of live blocks or the heap
+//!   size, apart from the `memory.grow` call itself.
+//!
+//! Each block carries one header word (size and two flag bits) in front of its
+//! payload; a free block also keeps its list links and a footer with its
+//! size, so `free` merges with both neighbours in O(1). The list heads and
+//! bitmaps (1.8 KiB on wasm32) live in the allocator value, not in the heap,
+//! and nothing is sized for the whole address space.
+//!
+//! # Growth
+//!
+//! When nothing fits, the allocator asks its [`Backend`] for just enough
+//! bytes (whole 64 KiB pages on wasm). Memory that arrives right after the
+//! current top is merged with the free block at the top (the old end
+//! sentinel becomes part of the new block), so a buffer that grows a page at a
+//! time keeps growing in place and strands nothing. `realloc` grows in place
+//! when the next block is free or when the block is the last one before the
+//! top (then it grows memory and absorbs the new pages). Memory that does not
+//! continue the top (someone else called `memory.grow`) starts a new region.
+//!
+//! # Alignment
+//!
+//! Payloads are naturally aligned to `G`. Larger alignments (any power of two
+//! up to a quarter of the address space, so 64 KiB pages and beyond) take a
+//! block of `size + align + 2G`, give the unaligned front back to the free
+//! lists as its own free block, and trim the tail: still O(1) and nothing is
+//! lost.
+//!
+//! # Guarantees and refusals
+//!
+//! * Requests that cannot be met (memory exhausted, sizes above half the
+//!   address space, alignments above a quarter of it) return null. Nothing
+//!   panics: the code has no indexing checks or arithmetic that can trap.
+//! * Zero-size requests get a minimum block (a valid, unique pointer).
+//! * [`Allocator`] takes a spin lock around every call on targets that can
+//!   have threads (native targets and wasm with `target_feature = "atomics"`);
+//!   on single-threaded wasm the lock compiles away.
+#![no_std]
+#![deny(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ptr::{self, null_mut};
+
+pub mod c_abi;
+
+/// One machine word.
+const W: usize = size_of::<usize>();
+/// Granule: block sizes are multiples of it and payloads are aligned to it.
+const G: usize = 2 * W;
+const G_LOG2: u32 = G.trailing_zeros();
+/// Smallest block: header, two list links and a footer.
+const MIN_BLOCK: usize = 2 * G;
+/// Header flag: this block is free.
+const FREE: usize = 1;
+/// Header flag: the block just before this one is free (its footer is valid).
+const PREV_FREE: usize = 2;
+const FLAGS: usize = G - 1;
+/// Second-level lists per power of two.
+const SL_LOG2: u32 = 4;
+const SL: usize = 1 << SL_LOG2;
+/// Rows of 16 lists: row 0 holds the exact small classes, row `r > 0` the
+/// sizes in `[2^(r + G_LOG2 + 3), 2^(r + G_LOG2 + 4))`.
+const ROWS: usize = usize::BITS as usize - G_LOG2 as usize - 3;
+const LISTS: usize = ROWS * SL;
+/// Largest request size served; anything larger fails with null.
+const MAX_SIZE: usize = usize::MAX / 2;
+/// Largest alignment served.
+const MAX_ALIGN: usize = usize::MAX / 4 + 1;
+
+/// Where the allocator's memory comes from.
+///
+/// # Safety
+///
+/// `grow` must return memory that nothing else uses, starting at an address
+/// aligned to two words, with a length that is a multiple of two words and at
+/// least `min_bytes`, or `None`. Memory is never given back.
+pub unsafe trait Backend {
+    /// Returns a fresh region of at least `min_bytes` bytes as (start, length),
+    /// or `None` when no more memory is available.
+    fn grow(&mut self, min_bytes: usize) -> Option<(*mut u8, usize)>;
+}
+
+/// The wasm linear memory (memory index 0), grown with `memory.grow` one
+/// 64 KiB page at a time, never more pages than a request needs.
+#[cfg(target_family = "wasm")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WasmMemory;
+
+#[cfg(target_family = "wasm")]
+unsafe impl Backend for WasmMemory {
+    #[inline]
+    fn grow(&mut self, min_bytes: usize) -> Option<(*mut u8, usize)> {
+        let pages = (min_bytes >> 16) + (min_bytes & 0xffff != 0) as usize;
+        let old = core::arch::wasm32::memory_grow(0, pages);
+        if old == usize::MAX {
+            return None;
+        }
+        Some((ptr::with_exposed_provenance_mut(old << 16), pages << 16))
+    }
+}
+
+/// A fixed arena (a static buffer, a reserved address range on an embedded
+/// target, or a leaked `Vec` in tests), handed out front to back in pieces of
+/// exactly the size asked for (rounded up to two words).
+#[derive(Debug)]
+pub struct Arena {
+    next: *mut u8,
+    left: usize,
+}
+
+// SAFETY: the arena owns its range exclusively (a promise of `Arena::new`).
+unsafe impl Send for Arena {}
+
+impl Arena {
+    /// An arena over `len` bytes at `start`.
+    ///
+    /// # Safety
+    ///
+    /// The range must be valid for reads and writes for as long as the
+    /// allocator (and any block it returned) is used, and nothing else may
+    /// use it.
+    pub const unsafe fn new(start: *mut u8, len: usize) -> Self {
+        Arena {
+            next: start,
+            left: len,
+        }
+    }
+
+    /// An arena over a static buffer.
+    pub fn from_static(buffer: &'static mut [core::mem::MaybeUninit<u8>]) -> Self {
+        let len = buffer.len();
+        // SAFETY: the exclusive 'static borrow gives the arena the buffer.
+        unsafe { Arena::new(buffer.as_mut_ptr().cast(), len) }
+    }
+
+    /// Bytes not yet handed to the allocator.
+    pub fn remaining(&self) -> usize {
+        self.left
+    }
+}
+
+unsafe impl Backend for Arena {
+    fn grow(&mut self, min_bytes: usize) -> Option<(*mut u8, usize)> {
+        let pad = self.next.align_offset(G);
+        let len = min_bytes.checked_add(G - 1)? & !(G - 1);
+        if self.left < pad || self.left - pad < len {
+            return None;
+        }
+        let start = self.next.wrapping_add(pad);
+        self.next = start.wrapping_add(len);
+        self.left -= pad + len;
+        Some((start, len))
+    }
+}
+
+#[inline(always)]
+unsafe fn rd(addr: usize) -> usize {
+    *ptr::with_exposed_provenance::<usize>(addr)
+}
+
+#[inline(always)]
+unsafe fn wr(addr: usize, value: usize) {
+    *ptr::with_exposed_provenance_mut::<usize>(addr) = value;
+}
+
+/// Free-list index of a block of `size` bytes (`size >= MIN_BLOCK`).
+#[inline(always)]
+fn class_of(size: usize) -> usize {
+    if size < SL * G {
+        size >> G_LOG2
+    } else {
+        let fl = usize::BITS - 1 - size.leading_zeros();
+        (((fl - G_LOG2 - 3) as usize) << SL_LOG2) | ((size >> (fl - SL_LOG2)) & (SL - 1))
+    }
+}
+
+/// The first class whose every block holds `size` bytes.
+#[inline(always)]
+fn search_class(size: usize) -> usize {
+    if size < SL * G {
+        size >> G_LOG2
+    } else {
+        let fl = usize::BITS - 1 - size.leading_zeros();
+        class_of(size + (1 << (fl - SL_LOG2)) - 1)
+    }
+}
+
+/// Block size for a payload of `size` bytes.
+#[inline(always)]
+fn block_size(size: usize) -> usize {
+    let s = (size + W + G - 1) & !(G - 1);
+    if s < MIN_BLOCK {
+        MIN_BLOCK
+    } else {
+        s
+    }
+}
+
+/// The allocator state without a lock: use it directly where the caller
+/// already has exclusive access (single-threaded embedded code, one heap per
+/// thread), or through [`Allocator`] as a `#[global_allocator]`.
+pub struct Heap<B> {
+    rows: usize,
+    row_bits: [u32; ROWS],
+    heads: [usize; LISTS],
+    /// Address of the end sentinel of the newest region (0 before the first).
+    top: usize,
+    backend: B,
+}
+
+impl<B: Backend> Heap<B> {
+    /// An empty heap that takes memory from `backend` on first use.
+    pub const fn new(backend: B) -> Self {
+        Heap {
+            rows: 0,
+            row_bits: [0; ROWS],
+            heads: [0; LISTS],
+            top: 0,
+            backend,
+        }
+    }
+
+    /// The backend, e.g. to ask an [`Arena`] how much it has left.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    #[inline(always)]
+    unsafe fn link(&mut self, block: usize, size: usize) {
+        let class = class_of(size);
+        let row = class >> SL_LOG2;
+        let head = self.heads.get_unchecked_mut(class);
+        wr(block + W, *head);
+        wr(block + 2 * W, 0);
+        if *head != 0 {
+            wr(*head + 2 * W, block);
+        }
+        *head = block;
+        *self.row_bits.get_unchecked_mut(row) |= 1 << (class & (SL - 1));
+        self.rows |= 1 << row;
+    }
+
+    #[inline(always)]
+    unsafe fn unlink(&mut self, block: usize, size: usize) {
+        let next = rd(block + W);
+        let prev = rd(block + 2 * W);
+        if next != 0 {
+            wr(next + 2 * W, prev);
+        }
+        if prev != 0 {
+            wr(prev + W, next);
+        } else {
+            let class = class_of(size);
+            *self.heads.get_unchecked_mut(class) = next;
+            if next == 0 {
+                let row = class >> SL_LOG2;
+                let bits = self.row_bits.get_unchecked_mut(row);
+                *bits &= !(1 << (class & (SL - 1)));
+                if *bits == 0 {
+                    self.rows &= !(1 << row);
+                }
+            }
+        }
+    }
+
+    /// Writes a free block's header and footer, flags its successor and links it.
+    #[inline(always)]
+    unsafe fn put_free(&mut self, block: usize, size: usize) {
+        wr(block, size | FREE);
+        wr(block + size - W, size);
+        wr(block + size, rd(block + size) | PREV_FREE);
+        self.link(block, size);
+    }
+
+    /// Frees the used block at `block`, merging it with free neighbours.
+    unsafe fn release(&mut self, mut block: usize) {
+        let header = rd(block);
+        let mut size = header & !FLAGS;
+        let next = rd(block + size);
+        if next & FREE != 0 {
+            self.unlink(block + size, next & !FLAGS);
+            size += next & !FLAGS;
+        }
+        if header & PREV_FREE != 0 {
+            let prev_size = rd(block - W);
+            block -= prev_size;
+            self.unlink(block, prev_size);
+            size += prev_size;
+        }
+        self.put_free(block, size);
+    }
+
+    /// Marks `block` (holding `have` bytes) used with `size` bytes and frees
+    /// the rest when it is big enough to be a block.
+    #[inline(always)]
+    unsafe fn carve(&mut self, block: usize, have: usize, size: usize, prev_flag: usize) {
+        if have - size >= MIN_BLOCK {
+            wr(block, size | prev_flag);
+            wr(block + size, have - size);
+            self.release(block + size);
+        } else {
+            wr(block, have | prev_flag);
+            wr(block + have, rd(block + have) & !PREV_FREE);
+        }
+    }
+
+    /// Asks the backend for memory so that a free block of at least `need`
+    /// bytes exists; returns that block (still linked) or 0.
+    #[inline(never)]
+    unsafe fn extend(&mut self, need: usize) -> usize {
+        let top = self.top;
+        let tail = if top != 0 && rd(top) & PREV_FREE != 0 {
+            rd(top - W)
+        } else {
+            0
+        };
+        if tail >= need {
+            return top - tail;
+        }
+        // Enough to continue the top with `need` bytes, and never so little
+        // that a region apart from the top could not hold one block.
+        let want = (need + G - tail).max(MIN_BLOCK + G);
+        let Some((start, len)) = self.backend.grow(want) else {
+            return 0;
+        };
+        let start = start.expose_provenance();
+        let (mut block, mut size) = (start + W, len - G);
+        if top != 0 && start == top + W {
+            // The new memory continues the top: the old sentinel and the free
+            // tail before it join the new block.
+            block = top;
+            size = len;
+            if tail != 0 {
+                block -= tail;
+                self.unlink(block, tail);
+                size += tail;
+            }
+        }
+        self.top = block + size;
+        wr(self.top, 0);
+        self.put_free(block, size);
+        block
+    }
+
+    /// Takes a free block of at least `need` bytes off its list; 0 if none.
+    #[inline(always)]
+    unsafe fn take(&mut self, need: usize) -> usize {
+        let class = search_class(need);
+        let row = class >> SL_LOG2;
+        let bits = *self.row_bits.get_unchecked(row) & (u32::MAX << (class & (SL - 1)));
+        let mut block = if bits != 0 {
+            *self
+                .heads
+                .get_unchecked((row << SL_LOG2) | bits.trailing_zeros() as usize)
+        } else {
+            let rows = self.rows & (usize::MAX << (row + 1));
+            if rows != 0 {
+                let row = rows.trailing_zeros() as usize;
+                let bits = *self.row_bits.get_unchecked(row);
+                *self
+                    .heads
+                    .get_unchecked((row << SL_LOG2) | bits.trailing_zeros() as usize)
+            } else {
+                // Good fit failed: the head of the request's own list may
+                // still be big enough, which saves growing the heap.
+                let head = *self.heads.get_unchecked(class_of(need));
+                if head != 0 && rd(head) >= need {
+                    head
+                } else {
+                    0
+                }
+            }
+        };
+        if block == 0 {
+            block = self.extend(need);
+            if block != 0 && rd(block) < need {
+                // The backend returned memory apart from the top; the new
+                // region's tail is now the top, try once more.
+                block = self.extend(need);
+            }
+            if block == 0 || rd(block) < need {
+                return 0;
+            }
+        }
+        self.unlink(block, rd(block) & !FLAGS);
+        block
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two); null when
+    /// out of memory or the request is too large.
+    ///
+    /// # Safety
+    ///
+    /// `align` must be a power of two.
+    pub unsafe fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        if size > MAX_SIZE || align > MAX_ALIGN {
+            return null_mut();
+        }
+        let size = block_size(size);
+        let big = align > G;
+        let block = self.take(if big { size + align + MIN_BLOCK } else { size });
+        if block == 0 {
+            return null_mut();
+        }
+        let mut block = block;
+        let mut have = rd(block) & !FLAGS;
+        let mut prev_flag = 0;
+        if big && (block + W) & (align - 1) != 0 {
+            let gap = ((block + W + MIN_BLOCK + align - 1) & !(align - 1)) - (block + W);
+            self.put_free(block, gap);
+            block += gap;
+            have -= gap;
+            prev_flag = PREV_FREE;
+        }
+        self.carve(block, have, size, prev_flag);
+        ptr::with_exposed_provenance_mut(block + W)
+    }
+
+    /// Frees a block returned by this heap.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must come from this heap and not be freed yet.
+    pub unsafe fn free(&mut self, ptr: *mut u8) {
+        self.release(ptr.expose_provenance() - W);
+    }
+
+    /// Resizes the block at `ptr` to `new_size` bytes, in place when the next
+    /// block is free or the block is the last one before the top of memory;
+    /// otherwise moves it (keeping `align`). Null (and the old block intact)
+    /// when out of memory.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be a live block of this heap, allocated with `align`.
+    pub unsafe fn realloc(&mut self, ptr: *mut u8, align: usize, new_size: usize) -> *mut u8 {
+        if new_size > MAX_SIZE {
+            return null_mut();
+        }
+        let size = block_size(new_size);
+        let block = ptr.expose_provenance() - W;
+        let header = rd(block);
+        let mut have = header & !FLAGS;
+        if size > have {
+            let next = block + have;
+            let mut next_header = rd(next);
+            let mut avail = have + (next_header & FREE) * (next_header & !FLAGS);
+            if avail < size && (next == self.top || next + (next_header & !FLAGS) == self.top) {
+                self.extend(size - have);
+                next_header = rd(next);
+                avail = have + (next_header & FREE) * (next_header & !FLAGS);
+            }
+            if avail < size {
+                let moved = self.alloc(new_size, align);
+                if !moved.is_null() {
+                    ptr::copy_nonoverlapping(ptr, moved, (have - W).min(new_size));
+                    self.release(block);
+                }
+                return moved;
+            }
+            if next_header & FREE != 0 {
+                self.unlink(next, next_header & !FLAGS);
+            }
+            have = avail;
+        }
+        self.carve(block, have, size, header & PREV_FREE);
+        ptr
+    }
+
+    /// Usable bytes of the live block at `ptr` (at least what was asked for).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be a live block of this heap.
+    pub unsafe fn usable_size(&self, ptr: *mut u8) -> usize {
+        (rd(ptr.expose_provenance() - W) & !FLAGS) - W
+    }
+}
+
+#[cfg(any(target_feature = "atomics", not(target_family = "wasm")))]
+type Lock = core::sync::atomic::AtomicBool;
+
+/// A [`Heap`] behind a lock, for `#[global_allocator]`.
+///
+/// On targets that can run threads (native, or wasm with shared memory and
+/// `target_feature = "atomics"`) every call takes a spin lock; on
+/// single-threaded wasm there is no lock at all.
+///
+/// ```ignore
+/// #[global_allocator]
+/// static ALLOC: wasm_mem_alloc::WasmAllocator = wasm_mem_alloc::WasmAllocator::wasm();
+/// ```
+pub struct Allocator<B> {
+    #[cfg(any(target_feature = "atomics", not(target_family = "wasm")))]
+    lock: Lock,
+    heap: UnsafeCell<Heap<B>>,
+}
+
+/// The allocator over the wasm linear memory.
+#[cfg(target_family = "wasm")]
+pub type WasmAllocator = Allocator<WasmMemory>;
+
+#[cfg(target_family = "wasm")]
+impl Allocator<WasmMemory> {
+    /// The allocator over the module's memory 0.
+    pub const fn wasm() -> Self {
+        Allocator::new(WasmMemory)
+    }
+}
+
+// SAFETY: every access to the heap goes through `with`, which holds the lock
+// where threads exist; the backend is sent along with the heap.
+#[cfg(any(target_feature = "atomics", not(target_family = "wasm")))]
+unsafe impl<B: Send> Sync for Allocator<B> {}
+
+// SAFETY: wasm without the atomics feature has no threads.
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+unsafe impl<B> Sync for Allocator<B> {}
+
+impl<B: Backend> Allocator<B> {
+    /// An allocator taking memory from `backend`.
+    pub const fn new(backend: B) -> Self {
+        Allocator {
+            #[cfg(any(target_feature = "atomics", not(target_family = "wasm")))]
+            lock: Lock::new(false),
+            heap: UnsafeCell::new(Heap::new(backend)),
+        }
+    }
+
+    /// Runs `f` with exclusive access to the heap (under the spin lock).
+    #[cfg(any(target_feature = "atomics", not(target_family = "wasm")))]
+    #[inline(always)]
+    pub fn with<R>(&self, f: impl FnOnce(&mut Heap<B>) -> R) -> R {
+        use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        while self
+            .lock
+            .compare_exchange_weak(false, true, Acquire, Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        // SAFETY: the lock is held until the store below.
+        let result = f(unsafe { &mut *self.heap.get() });
+        self.lock.store(false, Release);
+        result
+    }
+
+    /// Runs `f` with exclusive access to the heap (single-threaded wasm: no lock).
+    #[cfg(not(any(target_feature = "atomics", not(target_family = "wasm"))))]
+    #[inline(always)]
+    pub fn with<R>(&self, f: impl FnOnce(&mut Heap<B>) -> R) -> R {
+        // SAFETY: no threads, and heap calls never re-enter `with`.
+        f(unsafe { &mut *self.heap.get() })
+    }
+}
+
+unsafe impl<B: Backend> GlobalAlloc for Allocator<B> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.with(|heap| heap.alloc(layout.size(), layout.align()))
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        self.with(|heap| heap.free(ptr))
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        self.with(|heap| heap.realloc(ptr, layout.align(), new_size))
+    }
+}
+
+#[cfg(test)]
+mod tests;
