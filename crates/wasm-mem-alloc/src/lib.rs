@@ -185,7 +185,7 @@ unsafe fn wr(addr: usize, value: usize) {
 }
 
 /// Free-list index of a block of `size` bytes (`size >= MIN_BLOCK`).
-#[inline(always)]
+#[inline(never)]
 fn class_of(size: usize) -> usize {
     if size < SL * G {
         size >> G_LOG2
@@ -195,15 +195,12 @@ fn class_of(size: usize) -> usize {
     }
 }
 
-/// The first class whose every block holds `size` bytes.
+/// A class whose every block holds `size` bytes (`size` a multiple of `G`):
+/// adding `size / 16 - 1` reaches the next class boundary (the class width is
+/// at most `size / 16`) without leaving the exact small classes.
 #[inline(always)]
 fn search_class(size: usize) -> usize {
-    if size < SL * G {
-        size >> G_LOG2
-    } else {
-        let fl = usize::BITS - 1 - size.leading_zeros();
-        class_of(size + (1 << (fl - SL_LOG2)) - 1)
-    }
+    class_of(size + (size >> SL_LOG2) - 1)
 }
 
 /// Block size for a payload of `size` bytes.
@@ -246,32 +243,35 @@ impl<B: Backend> Heap<B> {
         &self.backend
     }
 
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn link(&mut self, block: usize, size: usize) {
         let class = class_of(size);
-        let row = class >> SL_LOG2;
         let head = self.heads.get_unchecked_mut(class);
-        wr(block + W, *head);
-        wr(block + 2 * W, 0);
-        if *head != 0 {
-            wr(*head + 2 * W, block);
+        let first = *head;
+        wr(block + W, first);
+        // The first block's `prev` is its class tagged with the low bit
+        // (block addresses are even), so nothing points into the heap value
+        // and it may move.
+        wr(block + 2 * W, class << 1 | 1);
+        if first != 0 {
+            wr(first + 2 * W, block);
         }
         *head = block;
-        *self.row_bits.get_unchecked_mut(row) |= 1 << (class & (SL - 1));
-        self.rows |= 1 << row;
+        *self.row_bits.get_unchecked_mut(class >> SL_LOG2) |= 1 << (class & (SL - 1));
+        self.rows |= 1 << (class >> SL_LOG2);
     }
 
-    #[inline(always)]
-    unsafe fn unlink(&mut self, block: usize, size: usize) {
+    #[inline(never)]
+    unsafe fn unlink(&mut self, block: usize) {
         let next = rd(block + W);
         let prev = rd(block + 2 * W);
         if next != 0 {
             wr(next + 2 * W, prev);
         }
-        if prev != 0 {
+        if prev & 1 == 0 {
             wr(prev + W, next);
         } else {
-            let class = class_of(size);
+            let class = prev >> 1;
             *self.heads.get_unchecked_mut(class) = next;
             if next == 0 {
                 let row = class >> SL_LOG2;
@@ -285,7 +285,7 @@ impl<B: Backend> Heap<B> {
     }
 
     /// Writes a free block's header and footer, flags its successor and links it.
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn put_free(&mut self, block: usize, size: usize) {
         wr(block, size | FREE);
         wr(block + size - W, size);
@@ -299,13 +299,13 @@ impl<B: Backend> Heap<B> {
         let mut size = header & !FLAGS;
         let next = rd(block + size);
         if next & FREE != 0 {
-            self.unlink(block + size, next & !FLAGS);
+            self.unlink(block + size);
             size += next & !FLAGS;
         }
         if header & PREV_FREE != 0 {
             let prev_size = rd(block - W);
             block -= prev_size;
-            self.unlink(block, prev_size);
+            self.unlink(block);
             size += prev_size;
         }
         self.put_free(block, size);
@@ -313,7 +313,7 @@ impl<B: Backend> Heap<B> {
 
     /// Marks `block` (holding `have` bytes) used with `size` bytes and frees
     /// the rest when it is big enough to be a block.
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn carve(&mut self, block: usize, have: usize, size: usize, prev_flag: usize) {
         if have - size >= MIN_BLOCK {
             wr(block, size | prev_flag);
@@ -353,7 +353,7 @@ impl<B: Backend> Heap<B> {
             size = len;
             if tail != 0 {
                 block -= tail;
-                self.unlink(block, tail);
+                self.unlink(block);
                 size += tail;
             }
         }
@@ -364,7 +364,7 @@ impl<B: Backend> Heap<B> {
     }
 
     /// Takes a free block of at least `need` bytes off its list; 0 if none.
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn take(&mut self, need: usize) -> usize {
         let class = search_class(need);
         let row = class >> SL_LOG2;
@@ -403,7 +403,7 @@ impl<B: Backend> Heap<B> {
                 return 0;
             }
         }
-        self.unlink(block, rd(block) & !FLAGS);
+        self.unlink(block);
         block
     }
 
@@ -480,7 +480,7 @@ impl<B: Backend> Heap<B> {
                 return moved;
             }
             if next_header & FREE != 0 {
-                self.unlink(next, next_header & !FLAGS);
+                self.unlink(next);
             }
             have = avail;
         }
@@ -507,7 +507,7 @@ type Lock = core::sync::atomic::AtomicBool;
 /// `target_feature = "atomics"`) every call takes a spin lock; on
 /// single-threaded wasm there is no lock at all.
 ///
-/// ```ignore
+/// ```text
 /// #[global_allocator]
 /// static ALLOC: wasm_mem_alloc::WasmAllocator = wasm_mem_alloc::WasmAllocator::wasm();
 /// ```
