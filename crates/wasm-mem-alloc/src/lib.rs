@@ -111,7 +111,8 @@ pub struct WasmMemory;
 unsafe impl Backend for WasmMemory {
     #[inline]
     fn grow(&mut self, min_bytes: usize) -> Option<(*mut u8, usize)> {
-        let pages = (min_bytes >> 16) + (min_bytes & 0xffff != 0) as usize;
+        // `min_bytes` is below 3 GiB (the allocator's size limits), no overflow.
+        let pages = (min_bytes + 0xffff) >> 16;
         let old = core::arch::wasm32::memory_grow(0, pages);
         if old == usize::MAX {
             return None;
@@ -369,30 +370,19 @@ impl<B: Backend> Heap<B> {
         let class = search_class(need);
         let row = class >> SL_LOG2;
         let bits = *self.row_bits.get_unchecked(row) & (u32::MAX << (class & (SL - 1)));
-        let mut block = if bits != 0 {
-            *self
-                .heads
-                .get_unchecked((row << SL_LOG2) | bits.trailing_zeros() as usize)
+        let rows = self.rows & (usize::MAX << (row + 1));
+        let class = if bits != 0 {
+            (row << SL_LOG2) | bits.trailing_zeros() as usize
+        } else if rows != 0 {
+            let row = rows.trailing_zeros() as usize;
+            (row << SL_LOG2) | self.row_bits.get_unchecked(row).trailing_zeros() as usize
         } else {
-            let rows = self.rows & (usize::MAX << (row + 1));
-            if rows != 0 {
-                let row = rows.trailing_zeros() as usize;
-                let bits = *self.row_bits.get_unchecked(row);
-                *self
-                    .heads
-                    .get_unchecked((row << SL_LOG2) | bits.trailing_zeros() as usize)
-            } else {
-                // Good fit failed: the head of the request's own list may
-                // still be big enough, which saves growing the heap.
-                let head = *self.heads.get_unchecked(class_of(need));
-                if head != 0 && rd(head) >= need {
-                    head
-                } else {
-                    0
-                }
-            }
+            // Good fit failed: the head of the request's own list may still
+            // be big enough, which saves growing the heap.
+            class_of(need)
         };
-        if block == 0 {
+        let mut block = *self.heads.get_unchecked(class);
+        if block == 0 || rd(block) < need {
             block = self.extend(need);
             if block != 0 && rd(block) < need {
                 // The backend returned memory apart from the top; the new
