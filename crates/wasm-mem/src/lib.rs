@@ -8,11 +8,13 @@
 
 pub mod error;
 pub mod footprint;
+pub mod image;
 pub mod input;
 pub mod lower_memory64;
 pub mod manifest;
 pub mod memory64_common;
 pub mod model;
+pub mod pack;
 pub mod pages;
 pub mod raise_memory64;
 pub mod rewrite;
