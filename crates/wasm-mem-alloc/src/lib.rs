@@ -186,7 +186,7 @@ unsafe fn wr(addr: usize, value: usize) {
 }
 
 /// Free-list index of a block of `size` bytes (`size >= MIN_BLOCK`).
-#[inline(never)]
+#[inline]
 fn class_of(size: usize) -> usize {
     if size < SL * G {
         size >> G_LOG2
@@ -244,7 +244,7 @@ impl<B: Backend> Heap<B> {
         &self.backend
     }
 
-    #[inline(never)]
+    #[inline]
     unsafe fn link(&mut self, block: usize, size: usize) {
         let class = class_of(size);
         let head = self.heads.get_unchecked_mut(class);
@@ -254,15 +254,17 @@ impl<B: Backend> Heap<B> {
         // (block addresses are even), so nothing points into the heap value
         // and it may move.
         wr(block + 2 * W, class << 1 | 1);
+        *head = block;
         if first != 0 {
             wr(first + 2 * W, block);
+        } else {
+            // The list was empty: flag it in both bitmap levels.
+            *self.row_bits.get_unchecked_mut(class >> SL_LOG2) |= 1 << (class & (SL - 1));
+            self.rows |= 1 << (class >> SL_LOG2);
         }
-        *head = block;
-        *self.row_bits.get_unchecked_mut(class >> SL_LOG2) |= 1 << (class & (SL - 1));
-        self.rows |= 1 << (class >> SL_LOG2);
     }
 
-    #[inline(never)]
+    #[inline]
     unsafe fn unlink(&mut self, block: usize) {
         let next = rd(block + W);
         let prev = rd(block + 2 * W);
@@ -285,13 +287,19 @@ impl<B: Backend> Heap<B> {
         }
     }
 
-    /// Writes a free block's header and footer, flags its successor and links it.
-    #[inline(never)]
-    unsafe fn put_free(&mut self, block: usize, size: usize) {
+    /// Writes a free block's header and footer and links it.
+    #[inline]
+    unsafe fn free_block(&mut self, block: usize, size: usize) {
         wr(block, size | FREE);
         wr(block + size - W, size);
-        wr(block + size, rd(block + size) | PREV_FREE);
         self.link(block, size);
+    }
+
+    /// Like `free_block`, and flags the successor.
+    #[inline]
+    unsafe fn put_free(&mut self, block: usize, size: usize) {
+        wr(block + size, rd(block + size) | PREV_FREE);
+        self.free_block(block, size);
     }
 
     /// Frees the used block at `block`, merging it with free neighbours.
@@ -312,14 +320,14 @@ impl<B: Backend> Heap<B> {
         self.put_free(block, size);
     }
 
-    /// Marks `block` (holding `have` bytes) used with `size` bytes and frees
-    /// the rest when it is big enough to be a block.
-    #[inline(never)]
+    /// Marks `block` (holding `have` bytes, taken off the free lists, so its
+    /// successor is used and flagged `PREV_FREE`) used with `size` bytes and
+    /// frees the rest when it is big enough to be a block.
+    #[inline]
     unsafe fn carve(&mut self, block: usize, have: usize, size: usize, prev_flag: usize) {
         if have - size >= MIN_BLOCK {
             wr(block, size | prev_flag);
-            wr(block + size, have - size);
-            self.release(block + size);
+            self.free_block(block + size, have - size);
         } else {
             wr(block, have | prev_flag);
             wr(block + have, rd(block + have) & !PREV_FREE);
@@ -328,7 +336,7 @@ impl<B: Backend> Heap<B> {
 
     /// Asks the backend for memory so that a free block of at least `need`
     /// bytes exists; returns that block (still linked) or 0.
-    #[inline(never)]
+    #[inline]
     unsafe fn extend(&mut self, need: usize) -> usize {
         let top = self.top;
         let tail = if top != 0 && rd(top) & PREV_FREE != 0 {
@@ -365,7 +373,7 @@ impl<B: Backend> Heap<B> {
     }
 
     /// Takes a free block of at least `need` bytes off its list; 0 if none.
-    #[inline(never)]
+    #[inline]
     unsafe fn take(&mut self, need: usize) -> usize {
         let class = search_class(need);
         let row = class >> SL_LOG2;
@@ -451,7 +459,7 @@ impl<B: Backend> Heap<B> {
         let size = block_size(new_size);
         let block = ptr.expose_provenance() - W;
         let header = rd(block);
-        let mut have = header & !FLAGS;
+        let have = header & !FLAGS;
         if size > have {
             let next = block + have;
             let mut next_header = rd(next);
@@ -469,12 +477,15 @@ impl<B: Backend> Heap<B> {
                 }
                 return moved;
             }
-            if next_header & FREE != 0 {
-                self.unlink(next);
-            }
-            have = avail;
+            // `avail > have`: the next block is free; absorb it.
+            self.unlink(next);
+            self.carve(block, avail, size, header & PREV_FREE);
+        } else if have - size >= MIN_BLOCK {
+            // Shrink: the tail merges with a free successor.
+            wr(block, size | (header & PREV_FREE));
+            wr(block + size, have - size);
+            self.release(block + size);
         }
-        self.carve(block, have, size, header & PREV_FREE);
         ptr
     }
 

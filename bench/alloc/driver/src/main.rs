@@ -13,9 +13,9 @@
 //! checks it on free, so a broken allocator shows up as an error rather than a
 //! good number.
 
+use std::path::{Path, PathBuf};
 use wasmtime::error::{Context, Result};
 use wasmtime::{bail, ensure};
-use std::path::{Path, PathBuf};
 use wasmtime::{
     Config, Engine, Instance, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc,
 };
@@ -104,11 +104,14 @@ impl Guest {
     }
 
     fn alloc(&mut self, size: u32, align: u32) -> Result<(Option<Block>, u64)> {
-        let (ptr, fuel) = self.metered(|g| Ok(g.alloc.call(&mut g.store, (size, align))?))?;
+        let (ptr, fuel) = self.metered(|g| g.alloc.call(&mut g.store, (size, align)))?;
         if ptr == 0 {
             return Ok((None, fuel));
         }
-        ensure!(ptr % align == 0, "misaligned block {ptr:#x} for align {align}");
+        ensure!(
+            ptr % align == 0,
+            "misaligned block {ptr:#x} for align {align}"
+        );
         let block = Block {
             ptr,
             size,
@@ -146,8 +149,10 @@ impl Guest {
 
     fn free(&mut self, block: Block) -> Result<u64> {
         self.check(&block)?;
-        let ((), fuel) =
-            self.metered(|g| Ok(g.free.call(&mut g.store, (block.ptr, block.size, block.align))?))?;
+        let ((), fuel) = self.metered(|g| {
+            g.free
+                .call(&mut g.store, (block.ptr, block.size, block.align))
+        })?;
         Ok(fuel)
     }
 
@@ -155,8 +160,8 @@ impl Guest {
     fn realloc(&mut self, block: Block, new_size: u32) -> Result<(Block, bool, u64)> {
         self.check(&block)?;
         let (ptr, fuel) = self.metered(|g| {
-            Ok(g.realloc
-                .call(&mut g.store, (block.ptr, block.size, block.align, new_size))?)
+            g.realloc
+                .call(&mut g.store, (block.ptr, block.size, block.align, new_size))
         })?;
         if ptr == 0 {
             return Ok((block, false, fuel));
@@ -284,14 +289,24 @@ fn heap_efficiency(engine: &Engine, module: &Module, cap_pages: u64, rounds: usi
 
 /// Worst and mean fuel per allocation (and worst per free) with `live`
 /// objects in a fragmented heap.
-fn max_fuel(engine: &Engine, module: &Module, live_target: usize, rounds: usize) -> Result<[u64; 3]> {
+fn max_fuel(
+    engine: &Engine,
+    module: &Module,
+    live_target: usize,
+    rounds: usize,
+) -> Result<[u64; 3]> {
     let mut guest = Guest::new(engine, module, None)?;
     let mut rng = Rng(0x3a7_f0e1 ^ live_target as u64);
     let small = |rng: &mut Rng| 1 + rng.below(512) as u32;
     let mut live: Vec<Block> = Vec::new();
     // Allocate twice the target, then free a random half: a fragmented heap.
     for _ in 0..2 * live_target {
-        live.push(guest.alloc(small(&mut rng), 8)?.0.context("setup allocation failed")?);
+        live.push(
+            guest
+                .alloc(small(&mut rng), 8)?
+                .0
+                .context("setup allocation failed")?,
+        );
     }
     for _ in 0..live_target {
         let i = rng.below(live.len() as u64) as usize;
@@ -312,7 +327,10 @@ fn max_fuel(engine: &Engine, module: &Module, live_target: usize, rounds: usize)
 /// Pages grown for a buffer grown by one page per step to `steps` pages.
 fn growing_buffer(engine: &Engine, module: &Module, steps: u32) -> Result<u64> {
     let mut guest = Guest::new(engine, module, None)?;
-    let mut buffer = guest.alloc(PAGE as u32, 8)?.0.context("allocation failed")?;
+    let mut buffer = guest
+        .alloc(PAGE as u32, 8)?
+        .0
+        .context("allocation failed")?;
     for step in 2..=steps {
         let (grown, ok, _) = guest.realloc(buffer, step * PAGE as u32)?;
         ensure!(ok, "realloc to {step} pages failed");
@@ -374,7 +392,14 @@ fn main() -> Result<()> {
         "| allocator | fuel/action | alloc | free | realloc | max fuel/alloc 1k live (mean) | max fuel/alloc 30k live (mean) | max fuel/free 1k / 30k | growing buffer pages (600 ideal) | heap efficiency | 4K-aligned fuel/alloc mean / max | 4K-aligned pages (peak live KiB) | code size (bytes) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let only = std::env::var("ALLOC_BENCH_ONLY").ok();
     for name in ALLOCATORS {
+        if only
+            .as_deref()
+            .is_some_and(|only| !only.split(',').any(|n| n == name))
+        {
+            continue;
+        }
         let module = Module::from_file(&engine, dir.join(format!("{name}.wasm")))?;
         let code = file_size(&dir.join(format!("{name}-size.wasm")))? - empty;
         let a = random_actions(&engine, &module, actions)?;
