@@ -68,7 +68,12 @@ pub unsafe fn realloc_in<B: Backend>(heap: &Allocator<B>, ptr: *mut u8, size: us
         free_in(heap, ptr);
         return core::ptr::null_mut();
     }
-    heap.with(|h| h.realloc(ptr, MALLOC_ALIGN, size))
+    heap.with(|h| {
+        // The C caller does not say how many bytes it uses: copy them all.
+        let layout =
+            core::alloc::Layout::from_size_align_unchecked(h.usable_size(ptr), MALLOC_ALIGN);
+        h.realloc(ptr, layout, size)
+    })
 }
 
 /// `aligned_alloc(align, size)` on `heap`; null unless `align` is a power of two.

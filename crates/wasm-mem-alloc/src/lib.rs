@@ -444,15 +444,18 @@ impl<B: Backend> Heap<B> {
         self.release(ptr.expose_provenance() - W);
     }
 
-    /// Resizes the block at `ptr` to `new_size` bytes, in place when the next
-    /// block is free or the block is the last one before the top of memory;
-    /// otherwise moves it (keeping `align`). Null (and the old block intact)
-    /// when out of memory.
+    /// Resizes the block at `ptr` (allocated with `layout`, or with a size up
+    /// to its [`usable_size`](Self::usable_size)) to `new_size` bytes, in
+    /// place when the next block is free or the block is the last one before
+    /// the top of memory; otherwise moves it (keeping the alignment and
+    /// copying `layout.size()` bytes at most). Null (and the old block
+    /// intact) when out of memory.
     ///
     /// # Safety
     ///
-    /// `ptr` must be a live block of this heap, allocated with `align`.
-    pub unsafe fn realloc(&mut self, ptr: *mut u8, align: usize, new_size: usize) -> *mut u8 {
+    /// `ptr` must be a live block of this heap, allocated with `layout`'s
+    /// alignment and a size of at least `layout.size()`.
+    pub unsafe fn realloc(&mut self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if new_size > MAX_SIZE {
             return null_mut();
         }
@@ -470,9 +473,9 @@ impl<B: Backend> Heap<B> {
                 avail = have + (next_header & FREE) * (next_header & !FLAGS);
             }
             if avail < size {
-                let moved = self.alloc(new_size, align);
+                let moved = self.alloc(new_size, layout.align());
                 if !moved.is_null() {
-                    ptr::copy_nonoverlapping(ptr, moved, (have - W).min(new_size));
+                    ptr::copy_nonoverlapping(ptr, moved, layout.size().min(new_size));
                     self.release(block);
                 }
                 return moved;
@@ -589,7 +592,7 @@ unsafe impl<B: Backend> GlobalAlloc for Allocator<B> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        self.with(|heap| heap.realloc(ptr, layout.align(), new_size))
+        self.with(|heap| heap.realloc(ptr, layout, new_size))
     }
 }
 
