@@ -375,23 +375,27 @@ impl<B: Backend> Heap<B> {
     /// Takes a free block of at least `need` bytes off its list; 0 if none.
     #[inline]
     unsafe fn take(&mut self, need: usize) -> usize {
-        let class = search_class(need);
-        let row = class >> SL_LOG2;
-        let bits = *self.row_bits.get_unchecked(row) & (u32::MAX << (class & (SL - 1)));
-        let rows = self.rows & (usize::MAX << (row + 1));
-        let class = if bits != 0 {
-            (row << SL_LOG2) | bits.trailing_zeros() as usize
-        } else if rows != 0 {
-            let row = rows.trailing_zeros() as usize;
-            (row << SL_LOG2) | self.row_bits.get_unchecked(row).trailing_zeros() as usize
-        } else {
-            // Good fit failed: the head of the request's own list may still
-            // be big enough, which saves growing the heap.
-            class_of(need)
-        };
-        let mut block = *self.heads.get_unchecked(class);
+        // Best fit first: the head of the request's own class often holds
+        // enough (always for the exact small classes).
+        let mut block = *self.heads.get_unchecked(class_of(need));
         if block == 0 || rd(block) < need {
-            block = self.extend(need);
+            // Good fit: the first non-empty class whose every block fits.
+            let class = search_class(need);
+            let row = class >> SL_LOG2;
+            let bits = *self.row_bits.get_unchecked(row) & (u32::MAX << (class & (SL - 1)));
+            let rows = self.rows & (usize::MAX << (row + 1));
+            block = if bits != 0 {
+                *self
+                    .heads
+                    .get_unchecked((row << SL_LOG2) | bits.trailing_zeros() as usize)
+            } else if rows != 0 {
+                let row = rows.trailing_zeros() as usize;
+                *self.heads.get_unchecked(
+                    (row << SL_LOG2) | self.row_bits.get_unchecked(row).trailing_zeros() as usize,
+                )
+            } else {
+                self.extend(need)
+            };
             if block != 0 && rd(block) < need {
                 // The backend returned memory apart from the top; the new
                 // region's tail is now the top, try once more.
