@@ -1,0 +1,594 @@
+//! Tests of the `pack` pass: the image oracle on hand-written adversarial
+//! layouts, generated modules (wasm-smith and our own generator) and the
+//! corpus; instantiation equivalence in wasmtime; optimality against a
+//! brute-force search over all layouts of small images.
+
+use std::collections::HashMap;
+use wasm_mem::image::{compare, initial_images, ImageOptions};
+use wasm_mem::pack::{pack, PackOptions, PackReport};
+use wasm_mem::ModuleInfo;
+
+/// Pack `module` and check the output against the oracle (with the given
+/// values of imported globals). Returns the output and the report.
+fn pack_checked(module: &[u8], options: &PackOptions, image: &ImageOptions) -> (Vec<u8>, PackReport) {
+    wasm_mem::input::validate(module).expect("input validates");
+    let info = ModuleInfo::read(module).unwrap();
+    let (out, report) = pack(module, &info, options).unwrap();
+    wasm_mem::input::validate(&out).expect("output validates");
+    let before = initial_images(module, image).unwrap();
+    let after = initial_images(&out, image).unwrap();
+    if let Err(e) = compare(&before, &after) {
+        panic!("images differ: {e}\nreport: {report:#?}");
+    }
+    if !report.changed {
+        assert_eq!(out, module, "unchanged output must be the input");
+    }
+    (out, report)
+}
+
+fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).unwrap()
+}
+
+fn defaults() -> PackOptions {
+    PackOptions::default()
+}
+
+/// Instantiate a module with no imports; `Ok(memories)` or `Err(trap)`.
+fn instantiate(module: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut config = wasmtime::Config::new();
+    config.wasm_multi_memory(true);
+    config.wasm_memory64(true);
+    config.wasm_custom_page_sizes(true);
+    config.wasm_extended_const(true);
+    config.wasm_threads(true);
+    let engine = wasmtime::Engine::new(&config).unwrap();
+    let module = wasmtime::Module::new(&engine, module).map_err(|e| format!("compile: {e}"))?;
+    let mut store = wasmtime::Store::new(&engine, ());
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).map_err(|e| e.to_string())?;
+    let mut memories = Vec::new();
+    for export in module.exports() {
+        if let Some(memory) = instance.get_memory(&mut store, export.name()) {
+            memories.push(memory.data(&store).to_vec());
+        }
+    }
+    Ok(memories)
+}
+
+/// Same memories and same trap outcome in wasmtime.
+fn assert_same_instantiation(before: &[u8], after: &[u8]) {
+    match (instantiate(before), instantiate(after)) {
+        (Ok(a), Ok(b)) => assert!(a == b, "memories differ after instantiation"),
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!(
+            "instantiation outcome differs: before {:?}, after {:?}",
+            a.map(|_| "ok"),
+            b.map(|_| "ok")
+        ),
+    }
+}
+
+#[test]
+fn leb_lengths_match_the_encoder() {
+    use wasm_mem::pack::{sleb_len, uleb_len};
+    for v in [0u64, 1, 127, 128, 16383, 16384, u32::MAX as u64, u64::MAX] {
+        if v <= u32::MAX as u64 {
+            let mut buf = Vec::new();
+            wasm_encoder::Encode::encode(&(v as usize), &mut buf);
+            assert_eq!(uleb_len(v), buf.len() as u64, "uleb {v}");
+        }
+    }
+    for v in [0i64, 1, -1, 63, 64, -64, -65, 8191, 8192, i32::MIN as i64, i64::MAX, i64::MIN] {
+        let expr = wasm_encoder::ConstExpr::i64_const(v);
+        let mut buf = Vec::new();
+        wasm_encoder::Encode::encode(&expr, &mut buf);
+        // opcode + sleb + end
+        assert_eq!(sleb_len(v) + 2, buf.len() as u64, "sleb {v}");
+    }
+}
+
+#[test]
+fn zero_runs_are_dropped_and_short_gaps_bridged() {
+    let module = wat(r#"(module (memory (export "m") 1)
+        (data (i32.const 16) "abc\00\00def\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00ghi\00\00"))"#);
+    let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert!(report.changed);
+    assert_eq!(report.segments_after, 2, "{report:#?}");
+    assert!(report.data_section_after < report.data_section_before);
+    assert_same_instantiation(&module, &out);
+}
+
+#[test]
+fn overlapping_segments_keep_the_last_writer() {
+    let module = wat(r#"(module (memory (export "m") 1)
+        (data (i32.const 10) "AAAAAAAAAA")
+        (data (i32.const 12) "\00\00BB")
+        (data (i32.const 8) "cc")
+        (data (i32.const 19) "dd\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00e")
+        (data (i32.const 14) "\00"))"#);
+    let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert!(report.changed);
+    assert_same_instantiation(&module, &out);
+}
+
+#[test]
+fn imported_memory_keeps_every_written_byte() {
+    let text = r#"(module (import "env" "m" (memory 1))
+        (data (i32.const 0) "a\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00b")
+        (data (i32.const 19) "c")
+        (data (i32.const 100) "\00\00"))"#;
+    let module = wat(text);
+    let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    // The zeros are written bytes of a memory with unknown contents.
+    let image = initial_images(&out, &ImageOptions::default()).unwrap();
+    let written: usize = image.memories[0].runs.iter().map(|r| r.1.len()).sum();
+    assert_eq!(written, 22);
+    assert!(report.segments_after <= 2);
+    // With --zero-filled-imports the zeros may go.
+    let options = PackOptions {
+        zero_filled_imports: true,
+        ..defaults()
+    };
+    let image = ImageOptions {
+        zero_filled_imports: true,
+        ..Default::default()
+    };
+    let (_, report) = pack_checked(&module, &options, &image);
+    assert!(report.data_section_after < 30, "{report:#?}");
+}
+
+#[test]
+fn out_of_bounds_segments_still_trap() {
+    // Defined memory: the third segment is out of bounds.
+    let module = wat(r#"(module (memory (export "m") 1)
+        (data (i32.const 0) "a\00\00\00\00\00\00\00\00\00\00b")
+        (data (i32.const 100) "c\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00d")
+        (data (i32.const 65535) "ef")
+        (data (i32.const 200) "g"))"#);
+    let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert!(report.kept_segments == 2, "{report:#?}");
+    assert!(instantiate(&out).is_err());
+    assert_same_instantiation(&module, &out);
+    // Imported memory: segments beyond the import's minimum may trap, and
+    // the writes before the trap are visible.
+    let module = wat(r#"(module (import "env" "m" (memory 1))
+        (data (i32.const 0) "a\00\00\00\00\00\00\00\00\00\00b")
+        (data (i32.const 70000) "late")
+        (data (i32.const 5) "x"))"#);
+    for size in [65536u128, 131072] {
+        let image = ImageOptions {
+            memory_sizes: HashMap::from([(0, size)]),
+            ..Default::default()
+        };
+        pack_checked(&module, &defaults(), &image);
+    }
+    // Empty segment past the end traps too.
+    let module = wat(r#"(module (memory 1) (data (i32.const 0) "a\00\00\00\00\00\00\00\00b") (data (i32.const 65537) ""))"#);
+    let (out, _) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert!(instantiate(&out).is_err());
+}
+
+#[test]
+fn segments_at_the_memory_end_and_custom_page_sizes() {
+    let module = wat(r#"(module (memory (export "m") 1)
+        (data (i32.const 65530) "abc\00\00z"))"#);
+    let (out, _) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert_same_instantiation(&module, &out);
+    let module = wat(r#"(module (memory (export "m") 20 (pagesize 1))
+        (data (i32.const 0) "a\00\00\00\00\00\00\00\00\00\00b")
+        (data (i32.const 19) "z"))"#);
+    let (out, _) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert_same_instantiation(&module, &out);
+    let module = wat(r#"(module (memory (export "m") 20 (pagesize 1))
+        (data (i32.const 0) "a\00\00\00\00\00\00\00\00\00\00b")
+        (data (i32.const 19) "zz"))"#);
+    let (out, _) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert!(instantiate(&out).is_err());
+}
+
+#[test]
+fn multi_memory_and_memory64() {
+    let module = wat(r#"(module
+        (memory (export "a") 1)
+        (memory (export "b") i64 2)
+        (memory (export "c") 1)
+        (data (memory 1) (i64.const 70000) "x\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00y")
+        (data (memory 2) (i32.const 3) "\00\00\00q\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00r")
+        (data (memory 0) (i32.const 1) "m"))"#);
+    let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert_eq!(report.memories.len(), 3);
+    assert_same_instantiation(&module, &out);
+    // memory64 offsets near 2^32 and 2^48 (not instantiated: too large).
+    let module = wat(r#"(module
+        (memory i64 4294967297)
+        (data (i64.const 4294967290) "ab\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00cd")
+        (data (i64.const 281474976710600) "\00\00x\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00y\00")
+        (data (i64.const 18446744073709551615) ""))"#);
+    let (_, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert!(report.kept_segments == 1, "{report:#?}");
+}
+
+#[test]
+fn passive_segments_and_code_indices_are_kept() {
+    let module = wat(r#"(module
+        (memory (export "m") 1)
+        (data (i32.const 0) "a\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00b")
+        (data $p "passive")
+        (data (i32.const 100) "c\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00d")
+        (data $q "second")
+        (func (export "run")
+            (memory.init $p (i32.const 200) (i32.const 0) (i32.const 7))
+            (memory.init $q (i32.const 300) (i32.const 1) (i32.const 5))
+            (data.drop $p)
+            (data.drop 0)))"#);
+    let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert_eq!(report.passive_segments, 2);
+    let run = |bytes: &[u8]| {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, bytes).unwrap();
+        let mut store = wasmtime::Store::new(&engine, ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let f = instance.get_typed_func::<(), ()>(&mut store, "run").unwrap();
+        f.call(&mut store, ()).unwrap();
+        let second = f.call(&mut store, ()).is_err(); // use after drop traps
+        let memory = instance.get_memory(&mut store, "m").unwrap();
+        (memory.data(&store).to_vec(), second)
+    };
+    assert_eq!(run(&module), run(&out));
+    // The code section is untouched.
+    let code = |bytes: &[u8]| {
+        wasm_mem::sections::split(bytes)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.id == 10)
+            .map(|s| bytes[s.range].to_vec())
+    };
+    assert_eq!(code(&module), code(&out));
+}
+
+#[test]
+fn data_names_follow_the_new_indices() {
+    let module = wat(r#"(module
+        (memory 1)
+        (data $zeros (i32.const 0) "\00\00\00\00")
+        (data $first (i32.const 10) "a\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00b")
+        (data $second (i32.const 100) "c"))"#);
+    let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert!(report.changed);
+    let text = wasmprinter::print_bytes(&out).unwrap();
+    assert!(text.contains("$first"), "{text}");
+    assert!(text.contains("$second"), "{text}");
+    assert!(!text.contains("$zeros"), "{text}");
+}
+
+#[test]
+fn global_offsets_need_extended_const() {
+    let module = wat(r#"(module
+        (import "env" "memory" (memory 1))
+        (import "env" "__memory_base" (global $base i32))
+        (data (global.get $base) "hello\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00world"))"#);
+    let at = |base: u64, size: u128| ImageOptions {
+        globals: HashMap::from([(0, base)]),
+        memory_sizes: HashMap::from([(0, size)]),
+        zero_filled_imports: false,
+    };
+    let (_, report) = pack_checked(&module, &defaults(), &at(1024, 65536));
+    assert!(!report.changed);
+    assert!(report.extended_const_would_save.is_some());
+    let options = PackOptions {
+        extended_const: true,
+        zero_filled_imports: true,
+        ..defaults()
+    };
+    for (base, size) in [(0, 65536), (1024, 65536), (65500, 65536), (65536, 65536), (65490, 65536)] {
+        let mut image = at(base, size);
+        image.zero_filled_imports = true;
+        let (_, report) = pack_checked(&module, &options, &image);
+        assert!(report.changed, "{report:#?}");
+        assert_eq!(report.segments_after, 2);
+    }
+}
+
+#[test]
+fn global_groups_with_several_chunks_keep_partial_writes() {
+    let module = wat(r#"(module
+        (import "env" "memory" (memory 1))
+        (import "env" "__memory_base" (global $base i32))
+        (data (global.get $base) "a\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00b")
+        (data (i32.add (global.get $base) (i32.const 4)) "\00\00")
+        (data (i32.add (global.get $base) (i32.const 40)) "c\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00d")
+        (data (i32.add (global.get $base) (i32.const 30)) "\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00e"))"#);
+    for zero in [false, true] {
+        let options = PackOptions {
+            extended_const: true,
+            zero_filled_imports: zero,
+            ..defaults()
+        };
+        for base in [0u64, 100, 65536 - 64, 65536 - 40, 65536 - 20, 65536] {
+            let image = ImageOptions {
+                globals: HashMap::from([(0, base)]),
+                memory_sizes: HashMap::from([(0, 65536)]),
+                zero_filled_imports: zero,
+            };
+            pack_checked(&module, &options, &image);
+        }
+    }
+}
+
+/// Deterministic generator (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Adversarial layouts: overlaps, one-byte gaps, zero runs of every length
+/// around the split threshold, segments at the memory end, out-of-bounds.
+fn adversarial(rng: &mut Rng, memory64: bool, imported: bool) -> Vec<u8> {
+    let pages = 1 + rng.below(2);
+    let size = pages * 65536;
+    let mut text = String::from("(module ");
+    let idx = if memory64 { "i64" } else { "" };
+    if imported {
+        text += &format!("(import \"env\" \"m\" (memory {idx} {pages}))");
+    } else {
+        text += &format!("(memory (export \"m\") {idx} {pages})");
+    }
+    let segments = 1 + rng.below(30);
+    let mut cursor = rng.below(300);
+    for _ in 0..segments {
+        let len = rng.below(40);
+        let mut bytes = String::new();
+        for _ in 0..len {
+            let b = if rng.below(3) == 0 { rng.below(256) } else { 0 };
+            bytes += &format!("\\{b:02x}");
+        }
+        let offset = match rng.below(12) {
+            0 => size - len.min(size),                  // at the end
+            1 => size + 1 - len.min(size),              // one past: traps
+            2 => cursor.saturating_sub(rng.below(20)),  // overlap
+            _ => cursor + rng.below(12),                // small gaps
+        };
+        cursor = offset + len;
+        let op = if memory64 { "i64" } else { "i32" };
+        text += &format!("(data ({op}.const {offset}) \"{bytes}\")");
+    }
+    text += ")";
+    wat(&text)
+}
+
+#[test]
+fn adversarial_layouts_match_the_oracle_and_wasmtime() {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    for round in 0..300 {
+        let memory64 = round % 3 == 1;
+        let imported = round % 4 == 3;
+        let module = adversarial(&mut rng, memory64, imported);
+        let (out, _) = pack_checked(&module, &defaults(), &ImageOptions::default());
+        if !imported {
+            assert_same_instantiation(&module, &out);
+        }
+        let capped = PackOptions {
+            max_segments: 1 + rng.below(4) as u32,
+            ..defaults()
+        };
+        let info = ModuleInfo::read(&module).unwrap();
+        if let Ok((out, report)) = pack(&module, &info, &capped) {
+            assert!(report.segments_after <= capped.max_segments as u64 || !report.changed);
+            let a = initial_images(&module, &ImageOptions::default()).unwrap();
+            let b = initial_images(&out, &ImageOptions::default()).unwrap();
+            compare(&a, &b).unwrap();
+        }
+    }
+}
+
+#[test]
+fn wasm_smith_modules_match_the_oracle_and_wasmtime() {
+    let mut rng = Rng(12345);
+    let mut checked = 0;
+    for _ in 0..150 {
+        let seed: Vec<u8> = (0..4096).map(|_| rng.next() as u8).collect();
+        let mut u = arbitrary::Unstructured::new(&seed);
+        let mut config = wasm_smith::Config::default();
+        config.min_data_segments = 5;
+        config.max_data_segments = 60;
+        config.min_memories = 1;
+        config.max_memories = 3;
+        config.max_imports = 0;
+        config.export_everything = true;
+        config.max_memory32_bytes = 1 << 20;
+        config.max_memory64_bytes = 1 << 20;
+        config.gc_enabled = false;
+        config.exceptions_enabled = false;
+        config.allow_start_export = false;
+        let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
+            continue;
+        };
+        let bytes = module.to_bytes();
+        if wasm_mem::input::validate(&bytes).is_err() {
+            continue;
+        }
+        let (out, _) = pack_checked(&bytes, &defaults(), &ImageOptions::default());
+        assert_same_instantiation(&bytes, &out);
+        checked += 1;
+    }
+    assert!(checked > 50, "only {checked} modules generated");
+}
+
+/// Brute force: the smallest data section over every layout of `bytes` at
+/// `base` in `memory` (each byte uncovered (zeros only), starting a segment
+/// or continuing one).
+fn brute_force(bytes: &[u8], base: u64, memory: u32, memory64: bool, cap: usize) -> u64 {
+    let n = bytes.len();
+    let mut best = u64::MAX;
+    let mut labels = vec![0u8; n];
+    loop {
+        let valid = (0..n).all(|i| {
+            (labels[i] != 0 || bytes[i] == 0) && !(labels[i] == 2 && (i == 0 || labels[i - 1] == 0))
+        });
+        if valid {
+            let mut section = wasm_encoder::DataSection::new();
+            let mut i = 0;
+            let mut count = 0;
+            while i < n {
+                if labels[i] == 1 {
+                    let mut j = i + 1;
+                    while j < n && labels[j] == 2 {
+                        j += 1;
+                    }
+                    let offset = base + i as u64;
+                    let expr = if memory64 {
+                        wasm_encoder::ConstExpr::i64_const(offset as i64)
+                    } else {
+                        wasm_encoder::ConstExpr::i32_const(offset as u32 as i32)
+                    };
+                    section.active(memory, &expr, bytes[i..j].iter().copied());
+                    count += 1;
+                    i = j;
+                } else {
+                    i += 1;
+                }
+            }
+            if count <= cap {
+                let mut out = Vec::new();
+                wasm_encoder::Encode::encode(&section, &mut out);
+                best = best.min(out.len() as u64 + 1);
+            }
+        }
+        // Next labelling in base 3.
+        let mut k = 0;
+        while k < n && labels[k] == 2 {
+            labels[k] = 0;
+            k += 1;
+        }
+        if k == n {
+            return best;
+        }
+        labels[k] += 1;
+    }
+}
+
+#[test]
+fn hits_the_brute_force_optimum() {
+    let mut rng = Rng(777);
+    let bases = [0u64, 1, 57, 60, 63, 120, 127, 8185, 8190, 16380, 1 << 20, (1 << 31) - 6, (1 << 32) - 16];
+    for round in 0..250 {
+        let n = 1 + rng.below(9) as usize;
+        let bytes: Vec<u8> = (0..n)
+            .map(|_| if rng.below(2) == 0 { 0 } else { 1 + rng.below(255) as u8 })
+            .collect();
+        let base = bases[round % bases.len()];
+        let memory64 = round % 5 == 4;
+        let memory = (round % 3 == 2) as u32;
+        let pages = (base + n as u64).div_ceil(65536).max(1);
+        let idx = if memory64 { "i64" } else { "" };
+        let op = if memory64 { "i64" } else { "i32" };
+        let data: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+        let text = format!(
+            "(module (memory {idx} {pages}) (memory {idx} {pages}) (data (memory {memory}) ({op}.const {base}) \"{data}\"))"
+        );
+        let module = wat(&text);
+        let cap = if round % 4 == 0 { 1 + rng.below(3) as usize } else { 100 };
+        let options = PackOptions {
+            max_segments: cap as u32,
+            ..defaults()
+        };
+        let (_, report) = pack_checked(&module, &options, &ImageOptions::default());
+        let optimum = brute_force(&bytes, base, memory, memory64, cap);
+        let got = report.data_section_after;
+        match report.cap_gap_bytes {
+            Some(gap) => assert!(got >= optimum && got <= optimum + gap, "{text}: got {got}, optimum {optimum}, gap {gap}"),
+            None => assert_eq!(got, optimum, "{text}: {report:#?}"),
+        }
+    }
+}
+
+#[test]
+fn deterministic_across_thread_counts() {
+    // A large image so the parallel scan splits it into blocks.
+    let mut rng = Rng(99);
+    let mut data = vec![0u8; 3 << 20];
+    for _ in 0..20000 {
+        let at = rng.below(data.len() as u64) as usize;
+        data[at] = 1 + rng.below(255) as u8;
+    }
+    let mut section = wasm_encoder::DataSection::new();
+    section.active(0, &wasm_encoder::ConstExpr::i32_const(0), data.iter().copied());
+    let mut module = wasm_encoder::Module::new();
+    let mut memories = wasm_encoder::MemorySection::new();
+    memories.memory(wasm_encoder::MemoryType {
+        minimum: 64,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    module.section(&memories);
+    module.section(&section);
+    let bytes = module.finish();
+    let info = ModuleInfo::read(&bytes).unwrap();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| pack(&bytes, &info, &defaults()).unwrap().0)
+    };
+    let one = run(1);
+    assert_eq!(one, run(4));
+    let a = initial_images(&bytes, &ImageOptions::default()).unwrap();
+    let b = initial_images(&one, &ImageOptions::default()).unwrap();
+    compare(&a, &b).unwrap();
+}
+
+/// Real modules: `WASM_MEM_CORPUS` or ~/.cache/wasm-mem/corpus (fetched with
+/// `../shared/corpus/fetch.sh DIR`); skipped with a note when absent.
+#[test]
+fn corpus_modules_match_the_oracle() {
+    let dir = std::env::var_os("WASM_MEM_CORPUS")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/wasm-mem/corpus")));
+    let Some(dir) = dir.filter(|d| d.is_dir()) else {
+        eprintln!("note: no corpus directory; run ../shared/corpus/fetch.sh ~/.cache/wasm-mem/corpus");
+        return;
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let module = std::fs::read(&path).unwrap();
+        if wasm_mem::input::validate(&module).is_err() {
+            eprintln!("note: {} does not validate, skipped", path.display());
+            continue;
+        }
+        for extended_const in [false, true] {
+            let options = PackOptions {
+                extended_const,
+                ..defaults()
+            };
+            // Imported globals (e.g. __memory_base) at a typical value.
+            let info = ModuleInfo::read(&module).unwrap();
+            let globals = (0..info.globals.len() as u32).map(|g| (g, 1024)).collect();
+            let image = ImageOptions {
+                globals,
+                ..Default::default()
+            };
+            let (_, report) = pack_checked(&module, &options, &image);
+            eprintln!(
+                "{}: data section {} -> {} ({} -> {} segments)",
+                path.display(),
+                report.data_section_before,
+                report.data_section_after,
+                report.segments_before,
+                report.segments_after
+            );
+        }
+    }
+}
