@@ -477,6 +477,28 @@ impl<B: Backend> Heap<B> {
                 avail = have + (next_header & FREE) * (next_header & !FLAGS);
             }
             if avail < size {
+                // Readable even when the block before is used (its last word)
+                // or absent (the padding word at the start of a region).
+                let prev_size = rd(block - W);
+                if header & PREV_FREE != 0 && avail + prev_size >= size && layout.align() <= G {
+                    // The free block before (with the free one after, if
+                    // any) makes room: slide the contents down into it.
+                    let start = block - prev_size;
+                    self.unlink(start);
+                    if avail > have {
+                        self.unlink(next);
+                    }
+                    let end = block + avail;
+                    wr(end, rd(end) | PREV_FREE);
+                    let moved = start + W;
+                    ptr::copy(
+                        ptr,
+                        ptr::with_exposed_provenance_mut(moved),
+                        layout.size().min(new_size),
+                    );
+                    self.carve(start, avail + prev_size, size, 0);
+                    return ptr::with_exposed_provenance_mut(moved);
+                }
                 let moved = self.alloc(new_size, layout.align());
                 if !moved.is_null() {
                     ptr::copy_nonoverlapping(ptr, moved, layout.size().min(new_size));
