@@ -12,8 +12,10 @@
 //! * Larger sizes are split by their highest set bit (the first level) and the
 //!   next four bits (16 second-level lists per power of two), so a list holds
 //!   blocks whose sizes differ by at most 1/16.
-//! * A one-word bitmap of non-empty rows plus one 16-bit bitmap per row find
-//!   the first non-empty list at or above a class with two `ctz`s. There is no
+//! * An allocation first looks at the head of the request's own class (a
+//!   bounded best-fit step, always a fit for the small classes); otherwise a
+//!   one-word bitmap of non-empty rows plus one 16-bit bitmap per row find
+//!   the first non-empty list above it with two `ctz`s. There is no
 //!   loop anywhere in `alloc`, `free` or `realloc`: the work per call is
 //!   bounded by a constant, whatever the number of live blocks or the heap
 //!   size, apart from the `memory.grow` call itself.
@@ -31,7 +33,7 @@
 //! current top is merged with the free block at the top (the old end
 //! sentinel becomes part of the new block), so a buffer that grows a page at a
 //! time keeps growing in place and strands nothing. `realloc` grows in place
-//! when the next block is free or when the block is the last one before the
+//! when the next block is free (or slides down into a free block before it) or when the block is the last one before the
 //! top (then it grows memory and absorbs the new pages). Memory that does not
 //! continue the top (someone else called `memory.grow`) starts a new region.
 //!
