@@ -3,9 +3,9 @@
 //!
 //! The `*_in` functions work on any allocator and every target (the tests run
 //! them natively). With the `c-abi` feature on a wasm target, the crate also
-//! exports the plain C names over one shared heap, [`HEAP`], so C code linked
+//! exports the plain C names over one shared heap, `HEAP`, so C code linked
 //! into the module and hosts that call into the guest to allocate use the
-//! same memory as Rust code that installs [`SharedHeap`] as its
+//! same memory as Rust code that installs `SharedHeap` as its
 //! `#[global_allocator]`.
 //!
 //! C semantics: `malloc` returns memory aligned to 16 bytes (the alignment
