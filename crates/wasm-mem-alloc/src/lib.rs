@@ -282,13 +282,19 @@ impl<B: Backend> Heap<B> {
             let class = prev >> 1;
             *self.heads.get_unchecked_mut(class) = next;
             if next == 0 {
-                let row = class >> SL_LOG2;
-                let bits = self.row_bits.get_unchecked_mut(row);
-                *bits &= !(1 << (class & (SL - 1)));
-                if *bits == 0 {
-                    self.rows &= !(1 << row);
-                }
+                self.emptied(class);
             }
+        }
+    }
+
+    /// Clears the bitmap bits of a class whose list just became empty.
+    #[inline]
+    unsafe fn emptied(&mut self, class: usize) {
+        let row = class >> SL_LOG2;
+        let bits = self.row_bits.get_unchecked_mut(row);
+        *bits &= !(1 << (class & (SL - 1)));
+        if *bits == 0 {
+            self.rows &= !(1 << row);
         }
     }
 
@@ -420,7 +426,36 @@ impl<B: Backend> Heap<B> {
     /// # Safety
     ///
     /// `align` must be a power of two.
+    #[inline(always)]
     pub unsafe fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        // Fast path, inlined into the caller: a small size whose exact class
+        // has a block. `size < SL * G - W` keeps the block size at most
+        // `SL * G`, whose class (the first of row 1, `G` wide) is exact too,
+        // so the class is `size / G` and its head fits exactly.
+        if size < SL * G - W && align <= G {
+            let size = block_size(size);
+            let class = size >> G_LOG2;
+            let block = *self.heads.get_unchecked(class);
+            if block != 0 {
+                let next = rd(block + W);
+                *self.heads.get_unchecked_mut(class) = next;
+                if next != 0 {
+                    wr(next + 2 * W, class << 1 | 1);
+                } else {
+                    self.emptied(class);
+                }
+                // Exact fit: a free block's predecessor is never free.
+                wr(block, size);
+                wr(block + size, rd(block + size) & !PREV_FREE);
+                return ptr::with_exposed_provenance_mut(block + W);
+            }
+        }
+        self.alloc_slow(size, align)
+    }
+
+    /// Everything but the fast path: the fit search, growth and alignment.
+    #[inline(never)]
+    unsafe fn alloc_slow(&mut self, size: usize, align: usize) -> *mut u8 {
         if size > MAX_SIZE || align > MAX_ALIGN {
             return null_mut();
         }
@@ -504,7 +539,7 @@ impl<B: Backend> Heap<B> {
                     self.carve(start, avail + prev_size, size, 0);
                     return ptr::with_exposed_provenance_mut(moved);
                 }
-                let moved = self.alloc(new_size, layout.align());
+                let moved = self.alloc_slow(new_size, layout.align());
                 if !moved.is_null() {
                     ptr::copy_nonoverlapping(ptr, moved, layout.size().min(new_size));
                     self.release(block);
