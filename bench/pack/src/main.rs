@@ -66,7 +66,9 @@ fn time(runs: usize, mut make: impl FnMut() -> Command) -> Option<Duration> {
 }
 
 fn ms(d: Option<Duration>) -> String {
-    d.map_or("fail".into(), |d| format!("{:.1}", d.as_secs_f64() * 1000.0))
+    d.map_or("fail".into(), |d| {
+        format!("{:.1}", d.as_secs_f64() * 1000.0)
+    })
 }
 
 struct Row {
@@ -83,7 +85,13 @@ struct Row {
     oracle: String,
 }
 
-fn run_wasm_opt(bin: &Path, node: bool, input: &Path, out: &Path, runs: usize) -> (Option<(u64, u64)>, Option<Duration>) {
+fn run_wasm_opt(
+    bin: &Path,
+    node: bool,
+    input: &Path,
+    out: &Path,
+    runs: usize,
+) -> (Option<(u64, u64)>, Option<Duration>) {
     let make = || {
         let mut c = if node {
             let mut c = Command::new("node");
@@ -92,7 +100,10 @@ fn run_wasm_opt(bin: &Path, node: bool, input: &Path, out: &Path, runs: usize) -
         } else {
             Command::new(bin)
         };
-        c.args(["--memory-packing", "-g", "--all-features"]).arg(input).arg("-o").arg(out);
+        c.args(["--memory-packing", "-g", "--all-features"])
+            .arg(input)
+            .arg("-o")
+            .arg(out);
         c
     };
     let t = time(runs, make);
@@ -108,13 +119,16 @@ fn main() -> Result<()> {
         .filter(|a| a != "--pack-process")
         .map(PathBuf::from)
         .unwrap_or_else(|| home().join(".cache/wasm-mem/corpus"));
-    let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
     let mut args = std::env::args().skip(1);
     if args.next().as_deref() == Some("--pack-process") {
         // The measured process: what `wasm-mem pack IN -o OUT` does.
         let (input, output) = (args.next().unwrap(), args.next().unwrap());
-        let extended_const = args.next().as_deref() == Some("--extended-const");
-        return pack_process(&input, &output, extended_const);
+        let flags: Vec<String> = args.collect();
+        return pack_process(&input, &output, &flags);
     }
     // `WASM_MEM`: a `wasm-mem` binary to time instead of this program's own
     // `--pack-process` mode (the same library calls as the CLI, without
@@ -133,7 +147,10 @@ fn main() -> Result<()> {
             .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
             .collect(),
         Err(_) => {
-            eprintln!("note: no corpus at {}: run ../shared/corpus/fetch.sh {0}", corpus.display());
+            eprintln!(
+                "note: no corpus at {}: run ../shared/corpus/fetch.sh {0}",
+                corpus.display()
+            );
             Vec::new()
         }
     };
@@ -159,11 +176,31 @@ fn main() -> Result<()> {
     }
 
     let mut rows = Vec::new();
+    let mut jobs: Vec<(&PathBuf, Vec<&str>)> = Vec::new();
     for path in &modules {
+        let module = std::fs::read(path)?;
+        let info = wasm_mem::ModuleInfo::read(&module)?;
+        let at_global = info.data_segments.iter().any(|s| {
+            matches!(
+                s.offset,
+                Some(wasm_mem::model::Offset::Global { resolved: None, .. })
+            )
+        });
+        if at_global {
+            // Data at global.get $__memory_base in an imported memory: with
+            // the flag alone every written byte is kept (the memory's
+            // contents are unknown); a loader that hands out zeroed memory
+            // allows --zero-filled-imports.
+            jobs.push((path, vec!["--extended-const"]));
+            jobs.push((path, vec!["--extended-const", "--zero-filled-imports"]));
+        } else {
+            jobs.push((path, vec![]));
+        }
+    }
+    for (path, flags) in jobs {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let module = std::fs::read(path)?;
         let out = work.path().join("ours.wasm");
-        let side = name.contains("tree-sitter-javascript");
         let make = || {
             let mut c = match &ours {
                 Some(bin) => {
@@ -177,20 +214,23 @@ fn main() -> Result<()> {
                     c
                 }
             };
-            if side {
-                c.arg("--extended-const");
-            }
+            c.args(&flags);
             c
         };
         let t_ours = time(runs, make);
-        let packed = std::fs::read(&out).with_context(|| format!("wasm-mem pack failed on {name}"))?;
+        let packed =
+            std::fs::read(&out).with_context(|| format!("wasm-mem pack failed on {name}"))?;
         // The oracle (imported globals at 1024, e.g. __memory_base).
         let info = wasm_mem::ModuleInfo::read(&module)?;
         let image = ImageOptions {
             globals: (0..info.globals.len() as u32).map(|g| (g, 1024)).collect(),
+            zero_filled_imports: flags.contains(&"--zero-filled-imports"),
             ..Default::default()
         };
-        let oracle = match (initial_images(&module, &image), initial_images(&packed, &image)) {
+        let oracle = match (
+            initial_images(&module, &image),
+            initial_images(&packed, &image),
+        ) {
             (Ok(a), Ok(b)) => match compare(&a, &b) {
                 Ok(()) => "same".to_string(),
                 Err(e) => format!("DIFFERENT: {e}"),
@@ -212,7 +252,11 @@ fn main() -> Result<()> {
             None => (None, None),
         };
         rows.push(Row {
-            name: if side { format!("{name} (--extended-const)") } else { name },
+            name: if flags.is_empty() {
+                name
+            } else {
+                format!("{name} ({})", flags.join(" "))
+            },
             input: module.len() as u64,
             before: data_section(&module)?,
             ours: data_section(&packed)?,
@@ -253,14 +297,21 @@ fn main() -> Result<()> {
             if let Some((b, _)) = other {
                 let ok = r.ours.0 <= b;
                 all_ok &= ok;
-                verdicts.push(format!("data <= {label}: {} ({} vs {b})", yes(ok), r.ours.0));
+                verdicts.push(format!(
+                    "data <= {label}: {} ({} vs {b})",
+                    yes(ok),
+                    r.ours.0
+                ));
             }
         }
         if let (Some(ours), Some(t108)) = (r.t_ours, r.t_108) {
             let ratio = t108.as_secs_f64() / ours.as_secs_f64();
             if r.input > 1_000_000 {
                 all_ok &= ratio >= 50.0;
-                verdicts.push(format!("speed-up vs 108 >= 50x: {} ({ratio:.1}x)", yes(ratio >= 50.0)));
+                verdicts.push(format!(
+                    "speed-up vs 108 >= 50x: {} ({ratio:.1}x)",
+                    yes(ratio >= 50.0)
+                ));
             } else {
                 verdicts.push(format!("speed-up vs 108: {ratio:.1}x"));
             }
@@ -268,7 +319,10 @@ fn main() -> Result<()> {
         if let (Some(ours), Some(cp)) = (r.t_ours, r.t_cp) {
             let ratio = ours.as_secs_f64() / cp.as_secs_f64();
             all_ok &= ratio <= 3.0;
-            verdicts.push(format!("time <= 3x cp: {} ({ratio:.2}x)", yes(ratio <= 3.0)));
+            verdicts.push(format!(
+                "time <= 3x cp: {} ({ratio:.2}x)",
+                yes(ratio <= 3.0)
+            ));
         }
         all_ok &= r.oracle == "same";
         println!("{}: {}", r.name, verdicts.join("; "));
@@ -279,16 +333,28 @@ fn main() -> Result<()> {
 
 /// Read, validate, model, pack (the output is validated inside), write
 /// atomically: the work of `wasm-mem pack IN -o OUT`.
-fn pack_process(input: &str, output: &str, extended_const: bool) -> Result<()> {
+fn pack_process(input: &str, output: &str, flags: &[String]) -> Result<()> {
+    let phases = std::env::var_os("PACK_PHASES").is_some();
+    let t = Instant::now();
+    let lap = |what: &str| {
+        if phases {
+            eprintln!("{what}: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+        }
+    };
     let raw = std::fs::read(input)?;
     let module = wasm_mem::input::to_binary(&raw)?;
+    lap("read");
     wasm_mem::input::validate(&module)?;
+    lap("validate");
     let info = wasm_mem::ModuleInfo::read(&module)?;
+    lap("model");
     let options = wasm_mem::pack::PackOptions {
-        extended_const,
+        extended_const: flags.iter().any(|f| f == "--extended-const"),
+        zero_filled_imports: flags.iter().any(|f| f == "--zero-filled-imports"),
         ..Default::default()
     };
     let (packed, _report) = wasm_mem::pack::pack(&module, &info, &options)?;
+    lap("pack (with output validation)");
     let dir = Path::new(output).parent().unwrap_or(Path::new("."));
     let mut temp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut temp, &packed)?;

@@ -585,10 +585,7 @@ fn solve(domain: &Domain<'_>, lambda: u64) -> Solution {
         let key = prev + domain.header.cost(start) as i128 - start as i128 + lambda as i128;
         let count = prev_count + 1;
         for q in &mut queues {
-            while q
-                .back()
-                .is_some_and(|&(k, c, _)| (k, c) >= (key, count))
-            {
+            while q.back().is_some_and(|&(k, c, _)| (k, c) >= (key, count)) {
                 q.pop_back();
             }
             q.push_back((key, count, j));
@@ -638,7 +635,10 @@ fn solve_all(domains: &[Domain<'_>], lambda: u64) -> (Vec<Solution>, u64, u64) {
 
 /// The best solution with at most `cap` pieces: `None` when impossible.
 /// Also returns the gap to the Lagrangian lower bound when the cap binds.
-fn solve_capped(domains: &[Domain<'_>], cap: u64) -> Option<(Vec<Solution>, u64, u64, Option<u64>)> {
+fn solve_capped(
+    domains: &[Domain<'_>],
+    cap: u64,
+) -> Option<(Vec<Solution>, u64, u64, Option<u64>)> {
     let (s0, c0, n0) = solve_all(domains, 0);
     if n0 <= cap {
         return Some((s0, c0, n0, None));
@@ -707,7 +707,11 @@ enum Out {
 }
 
 /// Pack the data section of `input` (a valid module; `info` its model).
-pub fn pack(input: &[u8], info: &ModuleInfo, options: &PackOptions) -> Result<(Vec<u8>, PackReport)> {
+pub fn pack(
+    input: &[u8],
+    info: &ModuleInfo,
+    options: &PackOptions,
+) -> Result<(Vec<u8>, PackReport)> {
     let segments = &info.data_segments;
     let mut report = PackReport {
         data_section_before: 0,
@@ -733,8 +737,7 @@ pub fn pack(input: &[u8], info: &ModuleInfo, options: &PackOptions) -> Result<(V
     report.data_section_after = report.data_section_before;
 
     let memories = &info.memories;
-    let zero_filled =
-        |m: u32| memories[m as usize].import.is_none() || options.zero_filled_imports;
+    let zero_filled = |m: u32| memories[m as usize].import.is_none() || options.zero_filled_imports;
     let payload = |i: usize| &input[segments[i].payload.clone()];
 
     // 1. Exact prefix and suffix.
@@ -752,8 +755,13 @@ pub fn pack(input: &[u8], info: &ModuleInfo, options: &PackOptions) -> Result<(V
         let memory = &memories[seg.memory.unwrap() as usize];
         known_start(i).is_some_and(|s| s as u128 + seg.len as u128 <= memory.min_bytes())
     };
-    let active: Vec<usize> = (0..segments.len()).filter(|&i| !segments[i].passive).collect();
-    let prefix_len = active.iter().position(|&i| !in_bounds(i)).unwrap_or(active.len());
+    let active: Vec<usize> = (0..segments.len())
+        .filter(|&i| !segments[i].passive)
+        .collect();
+    let prefix_len = active
+        .iter()
+        .position(|&i| !in_bounds(i))
+        .unwrap_or(active.len());
     let (prefix, suffix) = active.split_at(prefix_len);
 
     let used = referenced_data(input, info)?;
@@ -783,7 +791,12 @@ pub fn pack(input: &[u8], info: &ModuleInfo, options: &PackOptions) -> Result<(V
             memory64: memory.memory64,
             base: Base::Const,
         };
-        domains.push(Domain::new(header, &placed, zero_filled(memory.index), &Vec::new()));
+        domains.push(Domain::new(
+            header,
+            &placed,
+            zero_filled(memory.index),
+            &Vec::new(),
+        ));
     }
     let prefix_domains = domains.len();
 
@@ -976,11 +989,18 @@ pub fn pack(input: &[u8], info: &ModuleInfo, options: &PackOptions) -> Result<(V
             Out::Piece { domain, start, end } => {
                 let d = &domains[domain];
                 let bytes = d.bytes(start, end);
-                section.active(d.header.memory, &d.header.expr(start), bytes.iter().copied());
+                section.active(
+                    d.header.memory,
+                    &d.header.expr(start),
+                    bytes.iter().copied(),
+                );
                 if let Some(owner) = d.owner(start) {
                     names.entry(owner).or_insert(new_index);
                 }
-                (Some(d.header.memory), d.header.segment_cost(start, end - start))
+                (
+                    Some(d.header.memory),
+                    d.header.segment_cost(start, end - start),
+                )
             }
             Out::Guard { domain, at } => {
                 let d = &domains[domain];
@@ -1041,7 +1061,9 @@ pub fn pack(input: &[u8], info: &ModuleInfo, options: &PackOptions) -> Result<(V
             m.segments_after = m.segments_before;
             m.bytes_after = m.bytes_before;
         }
-        report.notes.push("no smaller layout exists: output is the input".into());
+        report
+            .notes
+            .push("no smaller layout exists: output is the input".into());
         return Ok((input.to_vec(), report));
     }
     rewrite.replace(data_index, &section);

@@ -10,7 +10,11 @@ use wasm_mem::ModuleInfo;
 
 /// Pack `module` and check the output against the oracle (with the given
 /// values of imported globals). Returns the output and the report.
-fn pack_checked(module: &[u8], options: &PackOptions, image: &ImageOptions) -> (Vec<u8>, PackReport) {
+fn pack_checked(
+    module: &[u8],
+    options: &PackOptions,
+    image: &ImageOptions,
+) -> (Vec<u8>, PackReport) {
     wasm_mem::input::validate(module).expect("input validates");
     let info = ModuleInfo::read(module).unwrap();
     let (out, report) = pack(module, &info, options).unwrap();
@@ -78,7 +82,20 @@ fn leb_lengths_match_the_encoder() {
             assert_eq!(uleb_len(v), buf.len() as u64, "uleb {v}");
         }
     }
-    for v in [0i64, 1, -1, 63, 64, -64, -65, 8191, 8192, i32::MIN as i64, i64::MAX, i64::MIN] {
+    for v in [
+        0i64,
+        1,
+        -1,
+        63,
+        64,
+        -64,
+        -65,
+        8191,
+        8192,
+        i32::MIN as i64,
+        i64::MAX,
+        i64::MIN,
+    ] {
         let expr = wasm_encoder::ConstExpr::i64_const(v);
         let mut buf = Vec::new();
         wasm_encoder::Encode::encode(&expr, &mut buf);
@@ -163,7 +180,9 @@ fn out_of_bounds_segments_still_trap() {
         pack_checked(&module, &defaults(), &image);
     }
     // Empty segment past the end traps too.
-    let module = wat(r#"(module (memory 1) (data (i32.const 0) "a\00\00\00\00\00\00\00\00b") (data (i32.const 65537) ""))"#);
+    let module = wat(
+        r#"(module (memory 1) (data (i32.const 0) "a\00\00\00\00\00\00\00\00b") (data (i32.const 65537) ""))"#,
+    );
     let (out, _) = pack_checked(&module, &defaults(), &ImageOptions::default());
     assert!(instantiate(&out).is_err());
 }
@@ -228,7 +247,9 @@ fn passive_segments_and_code_indices_are_kept() {
         let module = wasmtime::Module::new(&engine, bytes).unwrap();
         let mut store = wasmtime::Store::new(&engine, ());
         let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
-        let f = instance.get_typed_func::<(), ()>(&mut store, "run").unwrap();
+        let f = instance
+            .get_typed_func::<(), ()>(&mut store, "run")
+            .unwrap();
         f.call(&mut store, ()).unwrap();
         let second = f.call(&mut store, ()).is_err(); // use after drop traps
         let memory = instance.get_memory(&mut store, "m").unwrap();
@@ -280,7 +301,13 @@ fn global_offsets_need_extended_const() {
         zero_filled_imports: true,
         ..defaults()
     };
-    for (base, size) in [(0, 65536), (1024, 65536), (65500, 65536), (65536, 65536), (65490, 65536)] {
+    for (base, size) in [
+        (0, 65536),
+        (1024, 65536),
+        (65500, 65536),
+        (65536, 65536),
+        (65490, 65536),
+    ] {
         let mut image = at(base, size);
         image.zero_filled_imports = true;
         let (_, report) = pack_checked(&module, &options, &image);
@@ -351,10 +378,10 @@ fn adversarial(rng: &mut Rng, memory64: bool, imported: bool) -> Vec<u8> {
             bytes += &format!("\\{b:02x}");
         }
         let offset = match rng.below(12) {
-            0 => size - len.min(size),                  // at the end
-            1 => size + 1 - len.min(size),              // one past: traps
-            2 => cursor.saturating_sub(rng.below(20)),  // overlap
-            _ => cursor + rng.below(12),                // small gaps
+            0 => size - len.min(size),                 // at the end
+            1 => size + 1 - len.min(size),             // one past: traps
+            2 => cursor.saturating_sub(rng.below(20)), // overlap
+            _ => cursor + rng.below(12),               // small gaps
         };
         cursor = offset + len;
         let op = if memory64 { "i64" } else { "i32" };
@@ -478,11 +505,31 @@ fn brute_force(bytes: &[u8], base: u64, memory: u32, memory64: bool, cap: usize)
 #[test]
 fn hits_the_brute_force_optimum() {
     let mut rng = Rng(777);
-    let bases = [0u64, 1, 57, 60, 63, 120, 127, 8185, 8190, 16380, 1 << 20, (1 << 31) - 6, (1 << 32) - 16];
+    let bases = [
+        0u64,
+        1,
+        57,
+        60,
+        63,
+        120,
+        127,
+        8185,
+        8190,
+        16380,
+        1 << 20,
+        (1 << 31) - 6,
+        (1 << 32) - 16,
+    ];
     for round in 0..250 {
         let n = 1 + rng.below(9) as usize;
         let bytes: Vec<u8> = (0..n)
-            .map(|_| if rng.below(2) == 0 { 0 } else { 1 + rng.below(255) as u8 })
+            .map(|_| {
+                if rng.below(2) == 0 {
+                    0
+                } else {
+                    1 + rng.below(255) as u8
+                }
+            })
             .collect();
         let base = bases[round % bases.len()];
         let memory64 = round % 5 == 4;
@@ -495,7 +542,11 @@ fn hits_the_brute_force_optimum() {
             "(module (memory {idx} {pages}) (memory {idx} {pages}) (data (memory {memory}) ({op}.const {base}) \"{data}\"))"
         );
         let module = wat(&text);
-        let cap = if round % 4 == 0 { 1 + rng.below(3) as usize } else { 100 };
+        let cap = if round % 4 == 0 {
+            1 + rng.below(3) as usize
+        } else {
+            100
+        };
         let options = PackOptions {
             max_segments: cap as u32,
             ..defaults()
@@ -504,7 +555,10 @@ fn hits_the_brute_force_optimum() {
         let optimum = brute_force(&bytes, base, memory, memory64, cap);
         let got = report.data_section_after;
         match report.cap_gap_bytes {
-            Some(gap) => assert!(got >= optimum && got <= optimum + gap, "{text}: got {got}, optimum {optimum}, gap {gap}"),
+            Some(gap) => assert!(
+                got >= optimum && got <= optimum + gap,
+                "{text}: got {got}, optimum {optimum}, gap {gap}"
+            ),
             None => assert_eq!(got, optimum, "{text}: {report:#?}"),
         }
     }
@@ -520,7 +574,11 @@ fn deterministic_across_thread_counts() {
         data[at] = 1 + rng.below(255) as u8;
     }
     let mut section = wasm_encoder::DataSection::new();
-    section.active(0, &wasm_encoder::ConstExpr::i32_const(0), data.iter().copied());
+    section.active(
+        0,
+        &wasm_encoder::ConstExpr::i32_const(0),
+        data.iter().copied(),
+    );
     let mut module = wasm_encoder::Module::new();
     let mut memories = wasm_encoder::MemorySection::new();
     memories.memory(wasm_encoder::MemoryType {
@@ -535,7 +593,10 @@ fn deterministic_across_thread_counts() {
     let bytes = module.finish();
     let info = ModuleInfo::read(&bytes).unwrap();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| pack(&bytes, &info, &defaults()).unwrap().0)
     };
     let one = run(1);
@@ -551,9 +612,14 @@ fn deterministic_across_thread_counts() {
 fn corpus_modules_match_the_oracle() {
     let dir = std::env::var_os("WASM_MEM_CORPUS")
         .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/wasm-mem/corpus")));
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::Path::new(&h).join(".cache/wasm-mem/corpus"))
+        });
     let Some(dir) = dir.filter(|d| d.is_dir()) else {
-        eprintln!("note: no corpus directory; run ../shared/corpus/fetch.sh ~/.cache/wasm-mem/corpus");
+        eprintln!(
+            "note: no corpus directory; run ../shared/corpus/fetch.sh ~/.cache/wasm-mem/corpus"
+        );
         return;
     };
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
