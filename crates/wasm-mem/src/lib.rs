@@ -11,6 +11,7 @@ pub mod footprint;
 pub mod image;
 pub mod input;
 pub mod lower_memory64;
+pub mod lower_multi_memory;
 pub mod manifest;
 pub mod memory64_common;
 pub mod model;

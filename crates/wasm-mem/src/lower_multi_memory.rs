@@ -1,0 +1,1755 @@
+//! The `lower multi-memory` pass: combine all memories of a module into one,
+//! with exactly the same behaviour.
+//!
+//! # Layout
+//!
+//! Every original memory gets a *slot*, a byte range of the combined memory.
+//! Slots are laid out one after the other in this order:
+//!
+//! 1. **Memory 0 when it is imported or exported** (the host sees the
+//!    combined memory, so memory 0 must stay at base 0).
+//! 2. **Reserved slots**: memories with a declared maximum get a region of
+//!    `max` pages, shared memories first. A reserved memory never moves and
+//!    never needs the combined memory to grow: its pages beyond its current
+//!    size are part of the combined memory from the start, are never written
+//!    (every access is checked against the memory's own size) and so still
+//!    read as zero when the memory grows. Reservations are taken greedily
+//!    while everything (reservations plus the initial size of every other
+//!    memory) fits in the combined address space, counted as at most 4 GiB.
+//! 3. **Dynamic slots**: memories that cannot be reserved (no maximum, or a
+//!    maximum too large to reserve). A dynamic slot holds exactly the
+//!    memory's current size, so growing it *moves* every later slot: the
+//!    combined memory grows by `delta` pages, the bytes of all later slots
+//!    are copied up by `delta` pages with `memory.copy` (memmove semantics),
+//!    the freed gap (the grown pages) is zero-filled and the bases of the
+//!    later slots are bumped.
+//! 4. **The last slot**: the memory with no maximum that is used most (or,
+//!    when every memory has a maximum, the most-used memory). It grows by
+//!    growing the combined memory, so it never moves anything, and its size
+//!    is the combined size minus its base. When its base is constant (all
+//!    earlier slots are reserved), its accesses need no check of our own:
+//!    the base is folded into the static offset, and the engine's own bounds
+//!    check of the combined memory is exactly the memory's own check.
+//!
+//! A slot's base is a constant when every earlier slot is reserved,
+//! otherwise it lives in a mutable global of the combined index type. The
+//! current size of each memory, in bytes, lives in a mutable `i64` global,
+//! except for memories that can never grow (`min == max`: a constant) and the
+//! last slot (derived from `memory.size`). Shared memories always have a
+//! maximum and always get a reserved slot with a constant base, so their
+//! layout never depends on per-instance state; a shared memory that cannot
+//! be reserved is refused. The combined memory is shared when any memory is.
+//!
+//! The combined memory's index type is `i64` when any memory is memory64,
+//! otherwise `i32`; memory32 addresses are zero-extended into an `i64`
+//! combined memory. Its page size is the memories' common page size (the
+//! pass refuses memories with different page sizes).
+//!
+//! # Instructions
+//!
+//! Exact mode (the default): an access of `width` bytes at `addr` with static
+//! offset `offset` traps exactly when `addr + offset + width > size` computed
+//! without wrap-around (33 bits for memory32: the address is zero-extended to
+//! `i64`; 65 bits for memory64: checked as `size < offset + width` or
+//! `addr > size - (offset + width)`). The check is inlined before the access
+//! and traps with `unreachable`; operands pushed after the address are parked
+//! in scratch locals meanwhile. Accesses that can never be in bounds (static
+//! offset beyond the memory's largest possible size) become `unreachable`.
+//! Atomics keep their alignment semantics because every base is a multiple
+//! of 16 (the pass refuses atomics with page sizes below 16 bytes);
+//! `memory.atomic.wait` on a non-shared memory still traps when the combined
+//! memory is shared.
+//!
+//! `memory.fill`, `memory.copy` (across memories and overlapping alike, via
+//! the combined memory's memmove) and `memory.init` check every range the
+//! original checks before writing anything. `memory.size` is exact per
+//! memory; `memory.grow` calls a helper per memory that enforces the
+//! memory's own maximum (or the address-space limit), returns the old size
+//! or -1 exactly as the original, and grows, reserves or moves as described
+//! above (a grow the combined memory cannot satisfy returns -1, which the
+//! specification allows for any grow).
+//!
+//! `--unchecked` mode leaves out the per-memory bounds checks of accesses and
+//! bulk operations (an out-of-bounds access may then touch another memory,
+//! as with Binaryen's default lowering): unsafe for untrusted code. Sizes,
+//! `memory.size` and `memory.grow` stay exact.
+//!
+//! # Data segments
+//!
+//! Active segments whose offset is known statically (constants, extended
+//! constants and `global.get` of a defined global with a constant
+//! initialiser) and that fit the memory's initial size stay active, at the
+//! offset plus the memory's initial base. From the first segment that does
+//! not (an offset from an imported global, or a segment that would fail
+//! instantiation), that segment and every later active segment become
+//! passive and are applied in order, with the same checks, by a generated
+//! start function that then drops them and calls the original start
+//! function. Instantiation thus fails exactly when the original's does.
+//!
+//! # Imports and exports
+//!
+//! Only memory 0 may be imported or exported (only it can stay at base 0):
+//! any other imported or exported memory is refused, naming it. An exported
+//! memory 0 exports the combined memory: the host sees memory 0's bytes at
+//! the same addresses, followed by the other memories' slots, and must not
+//! grow it. An imported memory 0 imports the combined memory; when the other
+//! memories need room in it, the host must provide a larger memory used by
+//! this instance only, so this is only done on request
+//! ([`LowerOptions::combined_import`]); memory 0 then starts with its
+//! declared minimum size. An imported or exported *shared* memory 0 beside
+//! other memories is refused: other instances could grow it behind the
+//! module's back. Memories with different page sizes are refused.
+//!
+//! Sections the pass does not touch (names, custom sections, tables,
+//! elements, tags, ...) are copied byte for byte; the output is validated
+//! with multi-memory disabled.
+
+use crate::error::{Error, Result};
+use crate::model::{ModuleInfo, Offset};
+use crate::rewrite::Rewrite;
+use crate::sections::ids;
+use serde::Serialize;
+use std::convert::Infallible;
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+use wasm_encoder::{BlockType, ConstExpr, Instruction as I, ValType};
+use wasmparser::{Operator, WasmFeatures};
+
+/// Options of the pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowerOptions {
+    /// Check every access against its own memory's bounds (exact). `false`
+    /// is the `--unchecked` mode.
+    pub checked: bool,
+    /// Allow an imported memory 0 to become the import of the combined
+    /// memory even when the host must then provide a larger memory.
+    pub combined_import: bool,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions {
+            checked: true,
+            combined_import: false,
+        }
+    }
+}
+
+/// Where a memory's slot is and how it behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// A region of `max` pages: never moves.
+    Reserved,
+    /// Exactly the current size: later slots move when it grows.
+    Dynamic,
+    /// The end of the combined memory: grows the combined memory.
+    Last,
+}
+
+/// The layout of one original memory in the combined memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryLayout {
+    /// Original memory index.
+    pub memory: u32,
+    /// `true` for memory64.
+    pub memory64: bool,
+    /// `true` for a shared memory.
+    pub shared: bool,
+    /// Declared minimum pages.
+    pub min_pages: u64,
+    /// Declared maximum pages.
+    pub max_pages: Option<u64>,
+    /// Slot kind.
+    pub placement: Placement,
+    /// Byte offset of the memory in the combined memory at instantiation.
+    pub base: u64,
+    /// Bytes reserved for the memory (reserved slots only).
+    pub reserved_bytes: Option<u64>,
+    /// `true` when the base can change at run time (an earlier slot is
+    /// dynamic).
+    pub can_move: bool,
+    /// Static count of instructions using the memory.
+    pub instructions: u64,
+}
+
+/// The combined memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct CombinedMemory {
+    /// `true` when the combined memory is memory64.
+    pub memory64: bool,
+    /// `true` when it is shared.
+    pub shared: bool,
+    /// Page size in bytes.
+    pub page_size: u64,
+    /// Minimum pages.
+    pub min_pages: u64,
+    /// Maximum pages.
+    pub max_pages: Option<u64>,
+    /// `true` when it is imported (memory 0 was imported).
+    pub imported: bool,
+    /// Export names (memory 0's).
+    pub exports: Vec<String>,
+}
+
+/// What the pass did.
+#[derive(Debug, Clone, Serialize)]
+pub struct LowerReport {
+    /// `false` when the module had at most one memory (output = input).
+    pub lowered: bool,
+    /// `true` in exact mode, `false` with `--unchecked`.
+    pub checked: bool,
+    /// The combined memory (absent when nothing was lowered).
+    pub combined: Option<CombinedMemory>,
+    /// One entry per original memory, in index order.
+    pub memories: Vec<MemoryLayout>,
+    /// Active data segments applied by the generated start function.
+    pub deferred_segments: Vec<u32>,
+    /// What the host must know or provide.
+    pub host_notes: Vec<String>,
+}
+
+impl LowerReport {
+    /// The report as text, one line per memory.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        let Some(c) = &self.combined else {
+            for note in &self.host_notes {
+                text.push_str(&format!("{note}\n"));
+            }
+            return text;
+        };
+        let limits = |min: u64, max: Option<u64>| match max {
+            Some(max) => format!("min {min}, max {max} pages"),
+            None => format!("min {min} pages, no max"),
+        };
+        text.push_str(&format!(
+            "combined memory: {}{}{}, {} (pages of {} bytes){}\n",
+            if c.memory64 { "memory64" } else { "memory32" },
+            if c.shared { ", shared" } else { "" },
+            if c.imported { ", imported" } else { "" },
+            limits(c.min_pages, c.max_pages),
+            c.page_size,
+            if self.checked { "" } else { ", UNCHECKED" }
+        ));
+        for m in &self.memories {
+            let placement = match m.placement {
+                Placement::Reserved => format!("reserved {} bytes", m.reserved_bytes.unwrap_or(0)),
+                Placement::Dynamic => "dynamic (later memories move when it grows)".to_string(),
+                Placement::Last => "last (grows the combined memory)".to_string(),
+            };
+            text.push_str(&format!(
+                "memory {}: {}{}, {} -> base {}{}, {placement}, {} instruction(s)\n",
+                m.memory,
+                if m.memory64 { "memory64" } else { "memory32" },
+                if m.shared { ", shared" } else { "" },
+                limits(m.min_pages, m.max_pages),
+                m.base,
+                if m.can_move {
+                    " (can move)"
+                } else {
+                    " (fixed)"
+                },
+                m.instructions
+            ));
+        }
+        if !self.deferred_segments.is_empty() {
+            text.push_str(&format!(
+                "data segments {:?} are applied by a generated start function\n",
+                self.deferred_segments
+            ));
+        }
+        for note in &self.host_notes {
+            text.push_str(&format!("note: {note}\n"));
+        }
+        text
+    }
+}
+
+/// Features the output must validate with: wasm-mem's, minus multi-memory.
+pub fn output_features() -> WasmFeatures {
+    let mut features = crate::input::features();
+    features.remove(WasmFeatures::MULTI_MEMORY);
+    features
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Base {
+    Const(u64),
+    /// Global index and initial value.
+    Global(u32, u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Size {
+    Const(u64),
+    Global(u32),
+    /// Combined size minus the base (last slot).
+    Derived,
+}
+
+/// Everything the rewrite needs to know about one memory.
+#[derive(Debug, Clone)]
+struct Plan {
+    index: u32,
+    memory64: bool,
+    shared: bool,
+    min: u64,
+    max: Option<u64>,
+    /// Own page limit: max or the address-space limit.
+    limit_pages: u64,
+    placement: Placement,
+    slot: usize,
+    base: Base,
+    size: Size,
+    /// Largest byte size the memory can have in the combined memory.
+    limit_bytes: u128,
+    grow_fn: Option<u32>,
+    uses: u64,
+}
+
+/// The whole layout.
+struct Layout {
+    plans: Vec<Plan>,
+    /// Memory index per slot.
+    slots: Vec<u32>,
+    c64: bool,
+    shared: bool,
+    page_size: u64,
+    page_log2: u32,
+    min_pages: u64,
+    max_pages: Option<u64>,
+    checked: bool,
+}
+
+impl Layout {
+    fn plan(&self, memory: u32) -> &Plan {
+        &self.plans[memory as usize]
+    }
+}
+
+/// Lower a multi-memory module to one memory. `input` must be a valid
+/// binary module; returns the output and the report. Modules with at most
+/// one memory are returned unchanged.
+pub fn lower_multi_memory(input: &[u8], options: &LowerOptions) -> Result<(Vec<u8>, LowerReport)> {
+    let info = ModuleInfo::read(input)?;
+    if info.memories.len() <= 1 {
+        return Ok((
+            input.to_vec(),
+            LowerReport {
+                lowered: false,
+                checked: options.checked,
+                combined: None,
+                memories: Vec::new(),
+                deferred_segments: Vec::new(),
+                host_notes: vec![format!(
+                    "the module has {} memor{}: nothing to lower",
+                    info.memories.len(),
+                    if info.memories.is_empty() { "ies" } else { "y" }
+                )],
+            },
+        ));
+    }
+    let mut layout = plan_layout(&info, options)?;
+    let module = ModuleParts::read(input)?;
+    let mut next_global = info.globals.len() as u32;
+    let mut new_globals: Vec<(ValType, u64)> = Vec::new();
+    let c_ty = if layout.c64 {
+        ValType::I64
+    } else {
+        ValType::I32
+    };
+    // Bases and sizes.
+    let mut base_bytes = 0u64;
+    let mut variable = false;
+    for slot in 0..layout.slots.len() {
+        let m = layout.slots[slot] as usize;
+        let plan = &mut layout.plans[m];
+        plan.base = if variable {
+            new_globals.push((c_ty, base_bytes));
+            next_global += 1;
+            Base::Global(next_global - 1, base_bytes)
+        } else {
+            Base::Const(base_bytes)
+        };
+        plan.size = if plan.placement == Placement::Last {
+            Size::Derived
+        } else if plan.max == Some(plan.min) {
+            Size::Const(plan.min * layout.page_size)
+        } else {
+            new_globals.push((ValType::I64, plan.min * layout.page_size));
+            next_global += 1;
+            Size::Global(next_global - 1)
+        };
+        let extent = match plan.placement {
+            Placement::Reserved => plan.max.expect("reserved memories have a max"),
+            _ => plan.min,
+        };
+        if plan.placement == Placement::Dynamic {
+            variable = true;
+        }
+        base_bytes += extent * layout.page_size;
+    }
+    let combined_limit: u128 = if layout.c64 { 1 << 64 } else { 1 << 32 };
+    for plan in &mut layout.plans {
+        let own = plan.limit_pages as u128 * layout.page_size as u128;
+        let base = match plan.base {
+            Base::Const(b) | Base::Global(_, b) => b,
+        };
+        // No memory reaches 2^64 bytes, so an access ending there traps.
+        plan.limit_bytes = own.min(combined_limit - base as u128).min(u64::MAX as u128);
+    }
+    for plan in &layout.plans {
+        if plan.shared && !matches!(plan.base, Base::Const(_)) {
+            return Err(Error::Refused(format!(
+                "memory {} is shared but its slot would move when an earlier memory grows",
+                plan.index
+            )));
+        }
+    }
+
+    // New functions: one grow helper per memory that is grown, then the
+    // start function when segments are deferred.
+    let mut next_func = module.func_count();
+    let mut new_types: Vec<(Vec<ValType>, Vec<ValType>)> = Vec::new();
+    let mut new_funcs: Vec<u32> = Vec::new(); // type index per new function
+    let mut helper_order = Vec::new();
+    for plan in &mut layout.plans {
+        if info.memories[plan.index as usize].instructions.grow > 0 {
+            let a = if plan.memory64 {
+                ValType::I64
+            } else {
+                ValType::I32
+            };
+            let ty = module.type_count + type_slot(&mut new_types, vec![a], vec![a]);
+            new_funcs.push(ty);
+            plan.grow_fn = Some(next_func);
+            helper_order.push(plan.index);
+            next_func += 1;
+        }
+    }
+    // Data segments.
+    let deferred = plan_segments(&info, &layout);
+    let start_fn = if deferred.is_empty() {
+        None
+    } else {
+        let ty = module.type_count + type_slot(&mut new_types, vec![], vec![]);
+        new_funcs.push(ty);
+        next_func += 1;
+        Some(next_func - 1)
+    };
+
+    let mut rewrite = Rewrite::new(input)?;
+    let perr = |e: wasmparser::BinaryReaderError| Error::from_parser(input, &e);
+    let eerr = |e: wasm_encoder::reencode::Error<Infallible>| {
+        Error::Internal(format!("re-encoding failed: {e}"))
+    };
+
+    // Types.
+    if !new_types.is_empty() {
+        let mut section = wasm_encoder::TypeSection::new();
+        if let Some(index) = rewrite.find(ids::TYPE) {
+            let reader = wasmparser::TypeSectionReader::new(rewrite.reader(index)).map_err(perr)?;
+            RoundtripReencoder
+                .parse_type_section(&mut section, reader)
+                .map_err(eerr)?;
+        }
+        for (params, results) in &new_types {
+            section
+                .ty()
+                .function(params.iter().copied(), results.iter().copied());
+        }
+        rewrite.set(&section);
+    }
+    // Imports (memory 0 becomes the combined memory's import).
+    let combined_type = wasm_encoder::MemoryType {
+        minimum: layout.min_pages,
+        maximum: layout.max_pages,
+        memory64: layout.c64,
+        shared: layout.shared,
+        page_size_log2: if layout.page_size == 65536 {
+            None
+        } else {
+            Some(layout.page_log2)
+        },
+    };
+    let memory0_imported = info.memories[0].import.is_some();
+    if memory0_imported {
+        let index = rewrite
+            .find(ids::IMPORT)
+            .expect("imported memory without import section");
+        let reader = wasmparser::ImportSectionReader::new(rewrite.reader(index)).map_err(perr)?;
+        let mut section = wasm_encoder::ImportSection::new();
+        CombinedTypeReencoder(combined_type)
+            .parse_import_section(&mut section, reader)
+            .map_err(eerr)?;
+        rewrite.replace(index, &section);
+    }
+    // Functions.
+    if !new_funcs.is_empty() {
+        let mut section = wasm_encoder::FunctionSection::new();
+        for ty in &module.func_types {
+            section.function(*ty);
+        }
+        for ty in &new_funcs {
+            section.function(*ty);
+        }
+        rewrite.set(&section);
+    }
+    // Memory section: the combined memory, unless it is imported.
+    if let Some(index) = rewrite.find(ids::MEMORY) {
+        if memory0_imported {
+            rewrite.remove(index);
+        } else {
+            let mut section = wasm_encoder::MemorySection::new();
+            section.memory(combined_type);
+            rewrite.replace(index, &section);
+        }
+    }
+    // Globals.
+    if !new_globals.is_empty() {
+        let mut section = wasm_encoder::GlobalSection::new();
+        if let Some(index) = rewrite.find(ids::GLOBAL) {
+            let reader =
+                wasmparser::GlobalSectionReader::new(rewrite.reader(index)).map_err(perr)?;
+            RoundtripReencoder
+                .parse_global_section(&mut section, reader)
+                .map_err(eerr)?;
+        }
+        for (ty, value) in &new_globals {
+            let init = match ty {
+                ValType::I32 => ConstExpr::i32_const(*value as u32 as i32),
+                _ => ConstExpr::i64_const(*value as i64),
+            };
+            section.global(
+                wasm_encoder::GlobalType {
+                    val_type: *ty,
+                    mutable: true,
+                    shared: false,
+                },
+                &init,
+            );
+        }
+        rewrite.set(&section);
+    }
+    // Exports: memory exports all name memory 0 (others were refused).
+    // Nothing to re-encode: memory 0 keeps index 0.
+
+    // Start.
+    if let Some(start) = start_fn {
+        rewrite.set(&wasm_encoder::StartSection {
+            function_index: start,
+        });
+    }
+    // Data count: needed once segments are initialised by code.
+    if start_fn.is_some() && rewrite.find(ids::DATA_COUNT).is_none() {
+        rewrite.set(&wasm_encoder::DataCountSection {
+            count: info.data_segments.len() as u32,
+        });
+    }
+    // Code.
+    let code_index = rewrite.find(ids::CODE);
+    if code_index.is_some() || !new_funcs.is_empty() {
+        let mut section = wasm_encoder::CodeSection::new();
+        if let Some(index) = code_index {
+            let reader = wasmparser::CodeSectionReader::new(rewrite.reader(index)).map_err(perr)?;
+            for (i, body) in reader.into_iter().enumerate() {
+                let body = body.map_err(perr)?;
+                let ty = module.func_types[i];
+                let params = module
+                    .types
+                    .get(ty as usize)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or(0);
+                let f = rewrite_body(&layout, body, params).map_err(|e| match e {
+                    BodyError::Parse(e) => perr(e),
+                    BodyError::Other(e) => e,
+                })?;
+                section.function(&f);
+            }
+        }
+        for m in &helper_order {
+            section.function(&grow_helper(&layout, *m));
+        }
+        if let Some(_start) = start_fn {
+            section.function(&start_function(
+                &layout,
+                &info,
+                &deferred,
+                module.start,
+                input,
+            )?);
+        }
+        rewrite.set(&section);
+    }
+    // Data.
+    if let Some(index) = rewrite.find(ids::DATA) {
+        let reader = wasmparser::DataSectionReader::new(rewrite.reader(index)).map_err(perr)?;
+        let mut section = wasm_encoder::DataSection::new();
+        for (i, data) in reader.into_iter().enumerate() {
+            let data = data.map_err(perr)?;
+            let segment = &info.data_segments[i];
+            match data.kind {
+                wasmparser::DataKind::Passive => {
+                    section.passive(data.data.iter().copied());
+                }
+                wasmparser::DataKind::Active { memory_index, .. } => {
+                    if deferred.contains(&(i as u32)) {
+                        section.passive(data.data.iter().copied());
+                    } else {
+                        let plan = layout.plan(memory_index);
+                        let value = segment
+                            .offset
+                            .as_ref()
+                            .and_then(Offset::known_value)
+                            .expect("kept segments have a known offset");
+                        let base = match plan.base {
+                            Base::Const(b) | Base::Global(_, b) => b,
+                        };
+                        let at = value + base;
+                        let offset = if layout.c64 {
+                            ConstExpr::i64_const(at as i64)
+                        } else {
+                            ConstExpr::i32_const(at as u32 as i32)
+                        };
+                        section.active(0, &offset, data.data.iter().copied());
+                    }
+                }
+            }
+        }
+        rewrite.replace(index, &section);
+    }
+    let output = rewrite.finish(output_features(), "lower multi-memory")?;
+
+    let mut notes = Vec::new();
+    if !info.memories[0].exports.is_empty() {
+        notes.push(format!(
+            "memory 0 is exported as the combined memory: the host sees memory 0's bytes at the same addresses, followed by the other memories ({} pages in all at start); the host must not grow it",
+            layout.min_pages
+        ));
+    }
+    if memory0_imported {
+        notes.push(format!(
+            "memory 0 is imported as the combined memory: the host must provide a memory of {} pages{} used by this instance only; memory 0 starts with its declared {} pages",
+            layout.min_pages,
+            layout
+                .max_pages
+                .map_or(String::new(), |m| format!(" (maximum {m})")),
+            info.memories[0].min_pages
+        ));
+    }
+    if !layout.checked {
+        notes.push(
+            "unchecked: out-of-bounds accesses may read or write other memories; do not use on untrusted code"
+                .into(),
+        );
+    }
+    let report = LowerReport {
+        lowered: true,
+        checked: layout.checked,
+        combined: Some(CombinedMemory {
+            memory64: layout.c64,
+            shared: layout.shared,
+            page_size: layout.page_size,
+            min_pages: layout.min_pages,
+            max_pages: layout.max_pages,
+            imported: memory0_imported,
+            exports: info.memories[0].exports.clone(),
+        }),
+        memories: layout
+            .plans
+            .iter()
+            .map(|p| MemoryLayout {
+                memory: p.index,
+                memory64: p.memory64,
+                shared: p.shared,
+                min_pages: p.min,
+                max_pages: p.max,
+                placement: p.placement,
+                base: match p.base {
+                    Base::Const(b) | Base::Global(_, b) => b,
+                },
+                reserved_bytes: (p.placement == Placement::Reserved)
+                    .then(|| p.max.unwrap_or(0) * layout.page_size),
+                can_move: matches!(p.base, Base::Global(..)),
+                instructions: p.uses,
+            })
+            .collect(),
+        deferred_segments: deferred,
+        host_notes: notes,
+    };
+    Ok((output, report))
+}
+
+fn type_slot(
+    types: &mut Vec<(Vec<ValType>, Vec<ValType>)>,
+    params: Vec<ValType>,
+    results: Vec<ValType>,
+) -> u32 {
+    let key = (params, results);
+    if let Some(i) = types.iter().position(|t| *t == key) {
+        return i as u32;
+    }
+    types.push(key);
+    types.len() as u32 - 1
+}
+
+/// Choose each memory's slot, or refuse.
+fn plan_layout(info: &ModuleInfo, options: &LowerOptions) -> Result<Layout> {
+    let memories = &info.memories;
+    let page_size = memories[0].page_size;
+    if let Some(m) = memories.iter().find(|m| m.page_size != page_size) {
+        return Err(Error::Refused(format!(
+            "memory {} has a page size of {} bytes but memory 0 has {} bytes: memories with different page sizes cannot share one memory",
+            m.index, m.page_size, page_size
+        )));
+    }
+    for m in memories.iter().skip(1) {
+        if let Some(import) = &m.import {
+            return Err(Error::Refused(format!(
+                "memory {} is imported (\"{}\" \"{}\"): only memory 0 can stay at the same addresses for the host, so only memory 0 may be imported",
+                m.index, import.module, import.name
+            )));
+        }
+        if let Some(name) = m.exports.first() {
+            return Err(Error::Refused(format!(
+                "memory {} is exported as \"{}\": only memory 0 can stay at the same addresses for the host, so only memory 0 may be exported",
+                m.index, name
+            )));
+        }
+    }
+    if let Some(m) = memories.iter().find(|m| m.instructions.discard > 0) {
+        return Err(Error::Refused(format!(
+            "memory {} uses memory.discard, which the pass does not lower",
+            m.index
+        )));
+    }
+    let atomics = memories.iter().any(|m| m.instructions.atomics > 0);
+    if atomics && page_size < 16 {
+        return Err(Error::Refused(format!(
+            "the module uses atomics and a page size of {page_size} bytes: memory bases could break the alignment checks of atomics"
+        )));
+    }
+    let c64 = memories.iter().any(|m| m.memory64);
+    let shared = memories.iter().any(|m| m.shared);
+    let m0 = &memories[0];
+    let pinned = m0.import.is_some() || !m0.exports.is_empty();
+    if pinned && m0.shared {
+        return Err(Error::Refused(format!(
+            "memory 0 is a shared memory that is {}: other instances could grow it behind the module's back, and its size in the combined memory could not follow",
+            if m0.import.is_some() { "imported" } else { "exported" }
+        )));
+    }
+    if pinned && shared && m0.import.is_some() {
+        return Err(Error::Refused(
+            "memory 0 is imported and another memory is shared: the combined memory would have to be imported as shared".into(),
+        ));
+    }
+    let page_log2 = page_size.trailing_zeros();
+    let c_space: u128 = if c64 { 1 << 64 } else { 1 << 32 };
+    let budget: u128 = c_space.min(1 << 32);
+    let uses = |i: usize| memories[i].instructions.total();
+
+    let mut plans: Vec<Plan> = memories
+        .iter()
+        .map(|m| Plan {
+            index: m.index,
+            memory64: m.memory64,
+            shared: m.shared,
+            min: m.min_pages,
+            max: m.max_pages,
+            limit_pages: m
+                .max_pages
+                .unwrap_or_else(|| m.address_space_pages().min(u64::MAX as u128) as u64),
+            placement: Placement::Dynamic,
+            slot: 0,
+            base: Base::Const(0),
+            size: Size::Const(0),
+            limit_bytes: 0,
+            grow_fn: None,
+            uses: uses(m.index as usize),
+        })
+        .collect();
+
+    let mut rest: Vec<usize> = (0..memories.len())
+        .filter(|&i| !(pinned && i == 0))
+        .collect();
+    // The last slot: the most-used memory among those without a maximum,
+    // else the most-used memory (ties: the lowest index).
+    let unbounded: Vec<usize> = rest
+        .iter()
+        .copied()
+        .filter(|&i| memories[i].max_pages.is_none())
+        .collect();
+    let pool = if unbounded.is_empty() {
+        rest.clone()
+    } else {
+        unbounded
+    };
+    let last = *pool
+        .iter()
+        .max_by(|&&a, &&b| uses(a).cmp(&uses(b)).then(b.cmp(&a)))
+        .expect("at least two memories");
+    rest.retain(|&i| i != last);
+    // Shared first, then by index.
+    rest.sort_by_key(|&i| (!memories[i].shared, i));
+    let min_bytes = |i: usize| memories[i].min_pages as u128 * page_size as u128;
+    let mut order: Vec<usize> = Vec::new();
+    let mut committed: u128 = 0;
+    // Bytes still needed by memories not decided yet (their minimum).
+    let mut pending: u128 = (0..memories.len()).map(min_bytes).sum();
+    let mut decide = |i: usize, plans: &mut Vec<Plan>, order: &mut Vec<usize>| {
+        pending -= min_bytes(i);
+        let reserve = memories[i].max_pages.map(|m| m as u128 * page_size as u128);
+        match reserve {
+            Some(r) if committed + r + pending <= budget => {
+                plans[i].placement = Placement::Reserved;
+                committed += r;
+            }
+            _ => {
+                plans[i].placement = Placement::Dynamic;
+                committed += min_bytes(i);
+            }
+        }
+        order.push(i);
+    };
+    if pinned {
+        decide(0, &mut plans, &mut order);
+    }
+    let mut reserved = Vec::new();
+    let mut dynamic = Vec::new();
+    for &i in &rest {
+        let mut one = Vec::new();
+        decide(i, &mut plans, &mut one);
+        if plans[i].placement == Placement::Reserved {
+            reserved.push(i);
+        } else {
+            dynamic.push(i);
+        }
+    }
+    order.extend(reserved);
+    order.extend(dynamic);
+    order.push(last);
+    plans[last].placement = Placement::Last;
+    let total = committed + min_bytes(last);
+    if total > c_space || total / page_size as u128 > u64::MAX as u128 {
+        return Err(Error::Refused(format!(
+            "the memories' initial sizes ({total} bytes) do not fit in one {} memory",
+            if c64 { "memory64" } else { "memory32" }
+        )));
+    }
+    for (slot, &i) in order.iter().enumerate() {
+        plans[i].slot = slot;
+    }
+    let space_pages = c_space / page_size as u128;
+    let min_pages = (total / page_size as u128) as u64;
+    let all_bounded = memories.iter().all(|m| m.max_pages.is_some());
+    let max_pages = if all_bounded {
+        let sum: u128 = memories.iter().map(|m| m.max_pages.unwrap() as u128).sum();
+        Some(sum.min(space_pages).max(min_pages as u128) as u64)
+    } else if shared {
+        Some(space_pages.min(65536).max(min_pages as u128) as u64)
+    } else {
+        None
+    };
+    if m0.import.is_some()
+        && !options.combined_import
+        && (min_pages != m0.min_pages || max_pages != m0.max_pages)
+    {
+        return Err(Error::Refused(format!(
+            "memory 0 is imported (\"{}\" \"{}\"): the other memories would live in the imported memory, so the host would have to provide a memory of {} pages{} instead of {} used by this instance only; pass --combined-import to accept that",
+            m0.import.as_ref().unwrap().module,
+            m0.import.as_ref().unwrap().name,
+            min_pages,
+            max_pages.map_or(String::new(), |m| format!(" (maximum {m})")),
+            m0.min_pages
+        )));
+    }
+    Ok(Layout {
+        plans,
+        slots: order.iter().map(|&i| i as u32).collect(),
+        c64,
+        shared,
+        page_size,
+        page_log2,
+        min_pages,
+        max_pages,
+        checked: options.checked,
+    })
+}
+
+/// Active segments that the start function must apply: from the first one
+/// whose offset is unknown or that does not fit, all later active ones.
+fn plan_segments(info: &ModuleInfo, layout: &Layout) -> Vec<u32> {
+    let mut deferred = Vec::new();
+    let mut deferring = false;
+    for segment in &info.data_segments {
+        let Some(memory) = segment.memory else {
+            continue;
+        };
+        if !deferring {
+            let plan = layout.plan(memory);
+            let fits = segment
+                .offset
+                .as_ref()
+                .and_then(Offset::known_value)
+                .is_some_and(|v| {
+                    v as u128 + segment.len as u128 <= plan.min as u128 * layout.page_size as u128
+                });
+            deferring = !fits;
+        }
+        if deferring {
+            deferred.push(segment.index);
+        }
+    }
+    deferred
+}
+
+/// Facts about the module's functions and types.
+struct ModuleParts {
+    /// Parameter count per type index (`None` for non-function types).
+    types: Vec<Option<u32>>,
+    type_count: u32,
+    imported_funcs: u32,
+    func_types: Vec<u32>,
+    start: Option<u32>,
+}
+
+impl ModuleParts {
+    fn read(input: &[u8]) -> Result<ModuleParts> {
+        let err = |e: wasmparser::BinaryReaderError| Error::from_parser(input, &e);
+        let mut parts = ModuleParts {
+            types: Vec::new(),
+            type_count: 0,
+            imported_funcs: 0,
+            func_types: Vec::new(),
+            start: None,
+        };
+        for payload in wasmparser::Parser::new(0).parse_all(input) {
+            match payload.map_err(err)? {
+                wasmparser::Payload::TypeSection(reader) => {
+                    for group in reader {
+                        for ty in group.map_err(err)?.into_types() {
+                            parts.types.push(match &ty.composite_type.inner {
+                                wasmparser::CompositeInnerType::Func(f) => {
+                                    Some(f.params().len() as u32)
+                                }
+                                _ => None,
+                            });
+                        }
+                    }
+                }
+                wasmparser::Payload::ImportSection(reader) => {
+                    for import in reader.into_imports() {
+                        if matches!(
+                            import.map_err(err)?.ty,
+                            wasmparser::TypeRef::Func(_) | wasmparser::TypeRef::FuncExact(_)
+                        ) {
+                            parts.imported_funcs += 1;
+                        }
+                    }
+                }
+                wasmparser::Payload::FunctionSection(reader) => {
+                    for ty in reader {
+                        parts.func_types.push(ty.map_err(err)?);
+                    }
+                }
+                wasmparser::Payload::StartSection { func, .. } => parts.start = Some(func),
+                _ => {}
+            }
+        }
+        parts.type_count = parts.types.len() as u32;
+        Ok(parts)
+    }
+
+    fn func_count(&self) -> u32 {
+        self.imported_funcs + self.func_types.len() as u32
+    }
+}
+
+/// Re-encodes every memory type as the combined memory's type.
+struct CombinedTypeReencoder(wasm_encoder::MemoryType);
+
+impl Reencode for CombinedTypeReencoder {
+    type Error = Infallible;
+
+    fn memory_type(
+        &mut self,
+        _ty: wasmparser::MemoryType,
+    ) -> std::result::Result<wasm_encoder::MemoryType, wasm_encoder::reencode::Error<Self::Error>>
+    {
+        Ok(self.0)
+    }
+}
+
+/// Re-encodes instructions for the combined memory: memory index 0 and,
+/// when set, a new static offset.
+struct InstrReencoder {
+    offset: Option<u64>,
+}
+
+impl Reencode for InstrReencoder {
+    type Error = Infallible;
+
+    fn memory_index(
+        &mut self,
+        _memory: u32,
+    ) -> std::result::Result<u32, wasm_encoder::reencode::Error<Self::Error>> {
+        Ok(0)
+    }
+
+    fn mem_arg(
+        &mut self,
+        arg: wasmparser::MemArg,
+    ) -> std::result::Result<wasm_encoder::MemArg, wasm_encoder::reencode::Error<Self::Error>> {
+        Ok(wasm_encoder::MemArg {
+            offset: self.offset.unwrap_or(arg.offset),
+            align: arg.align.into(),
+            memory_index: 0,
+        })
+    }
+}
+
+enum BodyError {
+    Parse(wasmparser::BinaryReaderError),
+    Other(Error),
+}
+
+impl From<wasmparser::BinaryReaderError> for BodyError {
+    fn from(e: wasmparser::BinaryReaderError) -> Self {
+        BodyError::Parse(e)
+    }
+}
+
+/// The operand types an access pushes after its address, in push order.
+fn access_operands(op: &Operator<'_>) -> Option<(wasmparser::MemArg, &'static [ValType])> {
+    use Operator::*;
+    use ValType::{F32, F64, I32, I64, V128};
+    Some(match *op {
+        I32Load { memarg }
+        | I64Load { memarg }
+        | F32Load { memarg }
+        | F64Load { memarg }
+        | I32Load8S { memarg }
+        | I32Load8U { memarg }
+        | I32Load16S { memarg }
+        | I32Load16U { memarg }
+        | I64Load8S { memarg }
+        | I64Load8U { memarg }
+        | I64Load16S { memarg }
+        | I64Load16U { memarg }
+        | I64Load32S { memarg }
+        | I64Load32U { memarg }
+        | I32AtomicLoad { memarg }
+        | I64AtomicLoad { memarg }
+        | I32AtomicLoad8U { memarg }
+        | I32AtomicLoad16U { memarg }
+        | I64AtomicLoad8U { memarg }
+        | I64AtomicLoad16U { memarg }
+        | I64AtomicLoad32U { memarg }
+        | V128Load { memarg }
+        | V128Load8x8S { memarg }
+        | V128Load8x8U { memarg }
+        | V128Load16x4S { memarg }
+        | V128Load16x4U { memarg }
+        | V128Load32x2S { memarg }
+        | V128Load32x2U { memarg }
+        | V128Load8Splat { memarg }
+        | V128Load16Splat { memarg }
+        | V128Load32Splat { memarg }
+        | V128Load64Splat { memarg }
+        | V128Load32Zero { memarg }
+        | V128Load64Zero { memarg } => (memarg, &[]),
+        I32Store { memarg }
+        | I32Store8 { memarg }
+        | I32Store16 { memarg }
+        | I32AtomicStore { memarg }
+        | I32AtomicStore8 { memarg }
+        | I32AtomicStore16 { memarg }
+        | I32AtomicRmwAdd { memarg }
+        | I32AtomicRmw8AddU { memarg }
+        | I32AtomicRmw16AddU { memarg }
+        | I32AtomicRmwSub { memarg }
+        | I32AtomicRmw8SubU { memarg }
+        | I32AtomicRmw16SubU { memarg }
+        | I32AtomicRmwAnd { memarg }
+        | I32AtomicRmw8AndU { memarg }
+        | I32AtomicRmw16AndU { memarg }
+        | I32AtomicRmwOr { memarg }
+        | I32AtomicRmw8OrU { memarg }
+        | I32AtomicRmw16OrU { memarg }
+        | I32AtomicRmwXor { memarg }
+        | I32AtomicRmw8XorU { memarg }
+        | I32AtomicRmw16XorU { memarg }
+        | I32AtomicRmwXchg { memarg }
+        | I32AtomicRmw8XchgU { memarg }
+        | I32AtomicRmw16XchgU { memarg }
+        | MemoryAtomicNotify { memarg } => (memarg, &[I32]),
+        I64Store { memarg }
+        | I64Store8 { memarg }
+        | I64Store16 { memarg }
+        | I64Store32 { memarg }
+        | I64AtomicStore { memarg }
+        | I64AtomicStore8 { memarg }
+        | I64AtomicStore16 { memarg }
+        | I64AtomicStore32 { memarg }
+        | I64AtomicRmwAdd { memarg }
+        | I64AtomicRmw8AddU { memarg }
+        | I64AtomicRmw16AddU { memarg }
+        | I64AtomicRmw32AddU { memarg }
+        | I64AtomicRmwSub { memarg }
+        | I64AtomicRmw8SubU { memarg }
+        | I64AtomicRmw16SubU { memarg }
+        | I64AtomicRmw32SubU { memarg }
+        | I64AtomicRmwAnd { memarg }
+        | I64AtomicRmw8AndU { memarg }
+        | I64AtomicRmw16AndU { memarg }
+        | I64AtomicRmw32AndU { memarg }
+        | I64AtomicRmwOr { memarg }
+        | I64AtomicRmw8OrU { memarg }
+        | I64AtomicRmw16OrU { memarg }
+        | I64AtomicRmw32OrU { memarg }
+        | I64AtomicRmwXor { memarg }
+        | I64AtomicRmw8XorU { memarg }
+        | I64AtomicRmw16XorU { memarg }
+        | I64AtomicRmw32XorU { memarg }
+        | I64AtomicRmwXchg { memarg }
+        | I64AtomicRmw8XchgU { memarg }
+        | I64AtomicRmw16XchgU { memarg }
+        | I64AtomicRmw32XchgU { memarg } => (memarg, &[I64]),
+        F32Store { memarg } => (memarg, &[F32]),
+        F64Store { memarg } => (memarg, &[F64]),
+        V128Store { memarg }
+        | V128Load8Lane { memarg, .. }
+        | V128Load16Lane { memarg, .. }
+        | V128Load32Lane { memarg, .. }
+        | V128Load64Lane { memarg, .. }
+        | V128Store8Lane { memarg, .. }
+        | V128Store16Lane { memarg, .. }
+        | V128Store32Lane { memarg, .. }
+        | V128Store64Lane { memarg, .. } => (memarg, &[V128]),
+        I32AtomicRmwCmpxchg { memarg }
+        | I32AtomicRmw8CmpxchgU { memarg }
+        | I32AtomicRmw16CmpxchgU { memarg } => (memarg, &[I32, I32]),
+        I64AtomicRmwCmpxchg { memarg }
+        | I64AtomicRmw8CmpxchgU { memarg }
+        | I64AtomicRmw16CmpxchgU { memarg }
+        | I64AtomicRmw32CmpxchgU { memarg } => (memarg, &[I64, I64]),
+        MemoryAtomicWait32 { memarg } => (memarg, &[I32, I64]),
+        MemoryAtomicWait64 { memarg } => (memarg, &[I64, I64]),
+        _ => return None,
+    })
+}
+
+/// Instruction emitter for one function body, with scratch locals.
+struct Emitter<'l, 'a> {
+    layout: &'l Layout,
+    out: Vec<I<'a>>,
+    /// Index of the first scratch local.
+    scratch_base: u32,
+    /// Types of the scratch locals so far.
+    scratch: Vec<ValType>,
+    /// Scratch locals in use by the current instruction.
+    in_use: Vec<bool>,
+}
+
+impl<'a> Emitter<'_, 'a> {
+    fn new(layout: &Layout, scratch_base: u32) -> Emitter<'_, 'a> {
+        Emitter {
+            layout,
+            out: Vec::new(),
+            scratch_base,
+            scratch: Vec::new(),
+            in_use: Vec::new(),
+        }
+    }
+
+    fn c64(&self) -> bool {
+        self.layout.c64
+    }
+
+    fn emit(&mut self, i: I<'a>) {
+        self.out.push(i);
+    }
+
+    /// A scratch local of `ty` not used yet by the current instruction.
+    fn local(&mut self, ty: ValType) -> u32 {
+        for (i, t) in self.scratch.iter().enumerate() {
+            if *t == ty && !self.in_use[i] {
+                self.in_use[i] = true;
+                return self.scratch_base + i as u32;
+            }
+        }
+        self.scratch.push(ty);
+        self.in_use.push(true);
+        self.scratch_base + self.scratch.len() as u32 - 1
+    }
+
+    fn release_all(&mut self) {
+        self.in_use.iter_mut().for_each(|u| *u = false);
+    }
+
+    /// Push the memory's current size in bytes as `i64`.
+    fn size_bytes(&mut self, plan: &Plan) {
+        match plan.size {
+            Size::Const(b) => self.emit(I::I64Const(b as i64)),
+            Size::Global(g) => self.emit(I::GlobalGet(g)),
+            Size::Derived => {
+                self.emit(I::MemorySize(0));
+                if !self.c64() {
+                    self.emit(I::I64ExtendI32U);
+                }
+                self.emit(I::I64Const(self.layout.page_log2 as i64));
+                self.emit(I::I64Shl);
+                match plan.base {
+                    Base::Const(0) => {}
+                    Base::Const(b) => {
+                        self.emit(I::I64Const(b as i64));
+                        self.emit(I::I64Sub);
+                    }
+                    Base::Global(g, _) => {
+                        self.emit(I::GlobalGet(g));
+                        if !self.c64() {
+                            self.emit(I::I64ExtendI32U);
+                        }
+                        self.emit(I::I64Sub);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Push local `a` (the memory's index type) widened to `i64`.
+    fn get_i64(&mut self, local: u32, is64: bool) {
+        self.emit(I::LocalGet(local));
+        if !is64 {
+            self.emit(I::I64ExtendI32U);
+        }
+    }
+
+    /// Trap unless `addr + len <= size` in exact arithmetic. `addr` and
+    /// `len` are locals of width `addr64` / `len64`, or `len` a constant.
+    fn range_check(&mut self, plan: &Plan, addr: u32, addr64: bool, len: Len) {
+        let no_overflow = !addr64
+            && match len {
+                Len::Const(_) => true,
+                Len::Local(_, l64) => !l64,
+            };
+        if no_overflow {
+            // Both fit in 33 bits: the sum cannot wrap in i64.
+            self.get_i64(addr, addr64);
+            self.push_len(len);
+            self.emit(I::I64Add);
+            self.size_bytes(plan);
+            self.emit(I::I64GtU);
+        } else {
+            // size < len || addr > size - len
+            let len_small = matches!(len, Len::Const(c) if (c as u128) <= plan.min as u128 * self.layout.page_size as u128);
+            self.get_i64(addr, addr64);
+            self.size_bytes(plan);
+            self.push_len(len);
+            self.emit(I::I64Sub);
+            self.emit(I::I64GtU);
+            if !len_small {
+                self.size_bytes(plan);
+                self.push_len(len);
+                self.emit(I::I64LtU);
+                self.emit(I::I32Or);
+            }
+        }
+        self.emit(I::If(BlockType::Empty));
+        self.emit(I::Unreachable);
+        self.emit(I::End);
+    }
+
+    fn push_len(&mut self, len: Len) {
+        match len {
+            Len::Const(c) => self.emit(I::I64Const(c as i64)),
+            Len::Local(l, l64) => self.get_i64(l, l64),
+        }
+    }
+
+    /// Push the combined address of local `addr` of the memory: base +
+    /// addr in the combined index type. Returns the constant to fold into
+    /// the static offset instead (a constant base).
+    fn combined_address(&mut self, plan: &Plan, addr: u32) -> u64 {
+        self.emit(I::LocalGet(addr));
+        if self.c64() && !plan.memory64 {
+            self.emit(I::I64ExtendI32U);
+        }
+        match plan.base {
+            Base::Const(b) => b,
+            Base::Global(g, _) => {
+                self.emit(I::GlobalGet(g));
+                self.emit(if self.c64() { I::I64Add } else { I::I32Add });
+                0
+            }
+        }
+    }
+
+    /// Push the combined address with a constant base added too.
+    fn combined_address_full(&mut self, plan: &Plan, addr: u32) {
+        let b = self.combined_address(plan, addr);
+        if b != 0 {
+            if self.c64() {
+                self.emit(I::I64Const(b as i64));
+                self.emit(I::I64Add);
+            } else {
+                self.emit(I::I32Const(b as u32 as i32));
+                self.emit(I::I32Add);
+            }
+        }
+    }
+
+    /// Convert local `l` (width `is64`) to the combined index type.
+    fn to_combined(&mut self, l: u32, is64: bool) {
+        self.emit(I::LocalGet(l));
+        if self.c64() && !is64 {
+            self.emit(I::I64ExtendI32U);
+        }
+    }
+
+    /// A load, store, atomic or SIMD access.
+    fn access(
+        &mut self,
+        op: Operator<'a>,
+        memarg: wasmparser::MemArg,
+        extra: &[ValType],
+    ) -> Result<()> {
+        let plan = self.layout.plan(memarg.memory).clone();
+        let width = 1u64 << memarg.max_align;
+        let end = memarg.offset as u128 + width as u128;
+        if end > plan.limit_bytes {
+            // Never in bounds: the original always traps here.
+            self.emit(I::Unreachable);
+            return Ok(());
+        }
+        let wait = matches!(
+            op,
+            Operator::MemoryAtomicWait32 { .. } | Operator::MemoryAtomicWait64 { .. }
+        );
+        let trap_after = wait && !plan.shared && self.layout.shared;
+        let free = matches!(plan.base, Base::Const(_)) && plan.placement == Placement::Last;
+        let widen = self.c64() && !plan.memory64;
+        if free && !widen && !trap_after {
+            // The engine's bounds check of the combined memory is exact.
+            let b = match plan.base {
+                Base::Const(b) => b,
+                Base::Global(..) => unreachable!(),
+            };
+            self.reencode(op, memarg.offset + b)?;
+            return Ok(());
+        }
+        // Park the operands pushed after the address.
+        let parked: Vec<(u32, ValType)> = extra.iter().map(|&t| (self.local(t), t)).collect();
+        for &(l, _) in parked.iter().rev() {
+            self.emit(I::LocalSet(l));
+        }
+        let a_ty = if plan.memory64 {
+            ValType::I64
+        } else {
+            ValType::I32
+        };
+        let addr = self.local(a_ty);
+        self.emit(I::LocalSet(addr));
+        if self.layout.checked && !free {
+            self.range_check(&plan, addr, plan.memory64, Len::Const(end as u64));
+        }
+        let folded = self.combined_address(&plan, addr);
+        for &(l, _) in &parked {
+            self.emit(I::LocalGet(l));
+        }
+        if trap_after {
+            // The original traps: wait on a non-shared memory (after its
+            // bounds and alignment checks, which the access below does).
+            self.reencode(op, memarg.offset + folded)?;
+            self.emit(I::Unreachable);
+            return Ok(());
+        }
+        let offset = memarg.offset + folded;
+        if !self.c64() && offset > u32::MAX as u64 {
+            // Unchecked mode only: the combined access is out of bounds.
+            self.emit(I::Unreachable);
+            return Ok(());
+        }
+        self.reencode(op, offset)
+    }
+
+    fn reencode(&mut self, op: Operator<'a>, offset: u64) -> Result<()> {
+        let i = InstrReencoder {
+            offset: Some(offset),
+        }
+        .instruction(op)
+        .map_err(|e| Error::Internal(format!("re-encoding failed: {e}")))?;
+        self.emit(i);
+        Ok(())
+    }
+
+    fn memory_size(&mut self, memory: u32) {
+        let plan = self.layout.plan(memory).clone();
+        self.size_bytes(&plan);
+        self.emit(I::I64Const(self.layout.page_log2 as i64));
+        self.emit(I::I64ShrU);
+        if !plan.memory64 {
+            self.emit(I::I32WrapI64);
+        }
+    }
+
+    fn memory_fill(&mut self, memory: u32) {
+        let plan = self.layout.plan(memory).clone();
+        let t = addr_ty(plan.memory64);
+        let n = self.local(t);
+        let v = self.local(ValType::I32);
+        let d = self.local(t);
+        self.emit(I::LocalSet(n));
+        self.emit(I::LocalSet(v));
+        self.emit(I::LocalSet(d));
+        if self.layout.checked {
+            self.range_check(&plan, d, plan.memory64, Len::Local(n, plan.memory64));
+        }
+        self.combined_address_full(&plan, d);
+        self.emit(I::LocalGet(v));
+        self.to_combined(n, plan.memory64);
+        self.emit(I::MemoryFill(0));
+    }
+
+    fn memory_copy(&mut self, dst: u32, src: u32) {
+        let dp = self.layout.plan(dst).clone();
+        let sp = self.layout.plan(src).clone();
+        let n64 = dp.memory64 && sp.memory64;
+        let n = self.local(addr_ty(n64));
+        let s = self.local(addr_ty(sp.memory64));
+        let d = self.local(addr_ty(dp.memory64));
+        self.emit(I::LocalSet(n));
+        self.emit(I::LocalSet(s));
+        self.emit(I::LocalSet(d));
+        if self.layout.checked {
+            self.range_check(&dp, d, dp.memory64, Len::Local(n, n64));
+            self.range_check(&sp, s, sp.memory64, Len::Local(n, n64));
+        }
+        self.combined_address_full(&dp, d);
+        self.combined_address_full(&sp, s);
+        self.to_combined(n, n64);
+        self.emit(I::MemoryCopy {
+            src_mem: 0,
+            dst_mem: 0,
+        });
+    }
+
+    fn memory_init(&mut self, memory: u32, data: u32) {
+        let plan = self.layout.plan(memory).clone();
+        let n = self.local(ValType::I32);
+        let s = self.local(ValType::I32);
+        let d = self.local(addr_ty(plan.memory64));
+        self.emit(I::LocalSet(n));
+        self.emit(I::LocalSet(s));
+        self.emit(I::LocalSet(d));
+        if self.layout.checked {
+            self.range_check(&plan, d, plan.memory64, Len::Local(n, false));
+        }
+        self.combined_address_full(&plan, d);
+        self.emit(I::LocalGet(s));
+        self.emit(I::LocalGet(n));
+        self.emit(I::MemoryInit {
+            mem: 0,
+            data_index: data,
+        });
+    }
+
+    /// Rewrite one instruction.
+    fn instruction(&mut self, op: Operator<'a>) -> Result<()> {
+        self.release_all();
+        if let Some((memarg, extra)) = access_operands(&op) {
+            return self.access(op, memarg, extra);
+        }
+        match op {
+            Operator::MemorySize { mem } => self.memory_size(mem),
+            Operator::MemoryGrow { mem } => {
+                let f = self.layout.plan(mem).grow_fn.expect("grow helper planned");
+                self.emit(I::Call(f));
+            }
+            Operator::MemoryFill { mem } => self.memory_fill(mem),
+            Operator::MemoryCopy { dst_mem, src_mem } => self.memory_copy(dst_mem, src_mem),
+            Operator::MemoryInit { mem, data_index } => self.memory_init(mem, data_index),
+            Operator::MemoryDiscard { mem } => {
+                return Err(Error::Refused(format!(
+                    "memory {mem} uses memory.discard, which the pass does not lower"
+                )))
+            }
+            op => {
+                let i = RoundtripReencoder
+                    .instruction(op)
+                    .map_err(|e| Error::Internal(format!("re-encoding failed: {e}")))?;
+                self.emit(i);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, mut locals: Vec<(u32, ValType)>) -> wasm_encoder::Function {
+        for t in &self.scratch {
+            locals.push((1, *t));
+        }
+        let mut f = wasm_encoder::Function::new(locals);
+        for i in &self.out {
+            f.instruction(i);
+        }
+        f
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Len {
+    Const(u64),
+    /// A local and whether it is an `i64`.
+    Local(u32, bool),
+}
+
+fn addr_ty(is64: bool) -> ValType {
+    if is64 {
+        ValType::I64
+    } else {
+        ValType::I32
+    }
+}
+
+fn rewrite_body(
+    layout: &Layout,
+    body: wasmparser::FunctionBody<'_>,
+    params: u32,
+) -> std::result::Result<wasm_encoder::Function, BodyError> {
+    let mut locals = Vec::new();
+    let mut count = params;
+    for pair in body.get_locals_reader()? {
+        let (n, ty) = pair?;
+        count += n;
+        let ty = RoundtripReencoder
+            .val_type(ty)
+            .map_err(|e| BodyError::Other(Error::Internal(format!("re-encoding failed: {e}"))))?;
+        locals.push((n, ty));
+    }
+    let mut emitter = Emitter::new(layout, count);
+    let mut reader = body.get_operators_reader()?;
+    while !reader.eof() {
+        let op = reader.read()?;
+        emitter.instruction(op).map_err(BodyError::Other)?;
+    }
+    Ok(emitter.finish(locals))
+}
+
+/// `memory.grow` of one memory: `(delta) -> old size or -1`.
+fn grow_helper(layout: &Layout, memory: u32) -> wasm_encoder::Function {
+    let plan = layout.plan(memory).clone();
+    let a64 = plan.memory64;
+    // Param 0: delta. Locals: 1 delta64, 2 old pages (i64).
+    let mut e = Emitter::new(layout, 1);
+    let delta = 0;
+    let delta64 = e.local(ValType::I64);
+    let old = e.local(ValType::I64);
+    let log2 = layout.page_log2 as i64;
+    let minus_one = |e: &mut Emitter<'_, '_>| {
+        e.emit(if a64 {
+            I::I64Const(-1)
+        } else {
+            I::I32Const(-1)
+        });
+        e.emit(I::Return);
+    };
+    e.get_i64(delta, a64);
+    e.emit(I::LocalSet(delta64));
+    e.size_bytes(&plan);
+    e.emit(I::I64Const(log2));
+    e.emit(I::I64ShrU);
+    e.emit(I::LocalSet(old));
+    // delta > limit - old: -1
+    e.emit(I::LocalGet(delta64));
+    e.emit(I::I64Const(plan.limit_pages as i64));
+    e.emit(I::LocalGet(old));
+    e.emit(I::I64Sub);
+    e.emit(I::I64GtU);
+    e.emit(I::If(BlockType::Empty));
+    minus_one(&mut e);
+    e.emit(I::End);
+    let return_old = |e: &mut Emitter<'_, '_>| {
+        e.emit(I::LocalGet(old));
+        if !a64 {
+            e.emit(I::I32WrapI64);
+        }
+    };
+    match plan.placement {
+        Placement::Reserved => {
+            if let Size::Global(g) = plan.size {
+                e.emit(I::GlobalGet(g));
+                e.emit(I::LocalGet(delta64));
+                e.emit(I::I64Const(log2));
+                e.emit(I::I64Shl);
+                e.emit(I::I64Add);
+                e.emit(I::GlobalSet(g));
+            }
+            return_old(&mut e);
+        }
+        Placement::Last => {
+            e.emit(I::LocalGet(delta64));
+            if !layout.c64 {
+                e.emit(I::I32WrapI64);
+            }
+            e.emit(I::MemoryGrow(0));
+            e.emit(if layout.c64 {
+                I::I64Const(-1)
+            } else {
+                I::I32Const(-1)
+            });
+            e.emit(if layout.c64 { I::I64Eq } else { I::I32Eq });
+            e.emit(I::If(BlockType::Empty));
+            minus_one(&mut e);
+            e.emit(I::End);
+            return_old(&mut e);
+        }
+        Placement::Dynamic => {
+            // delta == 0: nothing moves.
+            e.emit(I::LocalGet(delta64));
+            e.emit(I::I64Eqz);
+            e.emit(I::If(BlockType::Empty));
+            return_old(&mut e);
+            e.emit(I::Return);
+            e.emit(I::End);
+            let total = e.local(ValType::I64); // old combined size in bytes
+            let bytes = e.local(ValType::I64); // delta in bytes
+            let tail = e.local(ValType::I64); // base of the next slot
+            e.emit(I::LocalGet(delta64));
+            if !layout.c64 {
+                e.emit(I::I32WrapI64);
+            }
+            e.emit(I::MemoryGrow(0));
+            if !layout.c64 {
+                // -1 as i32 becomes 0xffffffff: no real size has that many pages.
+                e.emit(I::I64ExtendI32U);
+                e.emit(I::LocalTee(total));
+                e.emit(I::I64Const(0xffff_ffff));
+            } else {
+                e.emit(I::LocalTee(total));
+                e.emit(I::I64Const(-1));
+            }
+            e.emit(I::I64Eq);
+            e.emit(I::If(BlockType::Empty));
+            minus_one(&mut e);
+            e.emit(I::End);
+            e.emit(I::LocalGet(total));
+            e.emit(I::I64Const(log2));
+            e.emit(I::I64Shl);
+            e.emit(I::LocalSet(total));
+            e.emit(I::LocalGet(delta64));
+            e.emit(I::I64Const(log2));
+            e.emit(I::I64Shl);
+            e.emit(I::LocalSet(bytes));
+            let next = layout.slots[plan.slot + 1];
+            let next_base = match layout.plan(next).base {
+                Base::Global(g, _) => g,
+                Base::Const(_) => unreachable!("slots after a dynamic slot move"),
+            };
+            e.emit(I::GlobalGet(next_base));
+            if !layout.c64 {
+                e.emit(I::I64ExtendI32U);
+            }
+            e.emit(I::LocalSet(tail));
+            // memory.copy(tail + bytes, tail, total - tail)
+            let push = |e: &mut Emitter<'_, '_>, l: u32| {
+                e.emit(I::LocalGet(l));
+                if !layout.c64 {
+                    e.emit(I::I32WrapI64);
+                }
+            };
+            e.emit(I::LocalGet(tail));
+            e.emit(I::LocalGet(bytes));
+            e.emit(I::I64Add);
+            if !layout.c64 {
+                e.emit(I::I32WrapI64);
+            }
+            push(&mut e, tail);
+            e.emit(I::LocalGet(total));
+            e.emit(I::LocalGet(tail));
+            e.emit(I::I64Sub);
+            if !layout.c64 {
+                e.emit(I::I32WrapI64);
+            }
+            e.emit(I::MemoryCopy {
+                src_mem: 0,
+                dst_mem: 0,
+            });
+            // memory.fill(tail, 0, bytes): the grown pages read as zero.
+            push(&mut e, tail);
+            e.emit(I::I32Const(0));
+            push(&mut e, bytes);
+            e.emit(I::MemoryFill(0));
+            for &later in &layout.slots[plan.slot + 1..] {
+                if let Base::Global(g, _) = layout.plan(later).base {
+                    e.emit(I::GlobalGet(g));
+                    push(&mut e, bytes);
+                    e.emit(if layout.c64 { I::I64Add } else { I::I32Add });
+                    e.emit(I::GlobalSet(g));
+                }
+            }
+            if let Size::Global(g) = plan.size {
+                e.emit(I::GlobalGet(g));
+                e.emit(I::LocalGet(bytes));
+                e.emit(I::I64Add);
+                e.emit(I::GlobalSet(g));
+            }
+            return_old(&mut e);
+        }
+    }
+    e.emit(I::End);
+    e.finish(Vec::new())
+}
+
+/// The generated start function: apply the deferred segments in order with
+/// the original's checks, drop them, then call the original start function.
+fn start_function(
+    layout: &Layout,
+    info: &ModuleInfo,
+    deferred: &[u32],
+    original_start: Option<u32>,
+    input: &[u8],
+) -> Result<wasm_encoder::Function> {
+    let perr = |e: wasmparser::BinaryReaderError| Error::from_parser(input, &e);
+    let mut e = Emitter::new(layout, 0);
+    // Re-read the offset expressions of the deferred segments.
+    let mut offsets = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(input) {
+        if let wasmparser::Payload::DataSection(reader) = payload.map_err(perr)? {
+            for (i, data) in reader.into_iter().enumerate() {
+                let data = data.map_err(perr)?;
+                if let wasmparser::DataKind::Active {
+                    memory_index,
+                    offset_expr,
+                } = data.kind
+                {
+                    if deferred.contains(&(i as u32)) {
+                        offsets.push((i as u32, memory_index, offset_expr));
+                    }
+                }
+            }
+        }
+    }
+    for (index, memory, expr) in offsets {
+        let mut reader = expr.get_operators_reader();
+        while !reader.is_end_then_eof() {
+            let op = reader.read().map_err(perr)?;
+            let i = RoundtripReencoder
+                .instruction(op)
+                .map_err(|e| Error::Internal(format!("re-encoding failed: {e}")))?;
+            e.emit(i);
+        }
+        let len = info.data_segments[index as usize].len;
+        e.emit(I::I32Const(0));
+        e.emit(I::I32Const(len as u32 as i32));
+        e.release_all();
+        e.memory_init(memory, index);
+        e.emit(I::DataDrop(index));
+    }
+    if let Some(start) = original_start {
+        e.emit(I::Call(start));
+    }
+    e.emit(I::End);
+    Ok(e.finish(Vec::new()))
+}
