@@ -552,8 +552,16 @@ impl<B: Backend> Heap<B> {
         } else if have - size >= MIN_BLOCK {
             // Shrink: the tail merges with a free successor.
             wr(block, size | (header & PREV_FREE));
-            wr(block + size, have - size);
-            self.release(block + size);
+            let next = block + have;
+            let next_header = rd(next);
+            let mut tail = have - size;
+            if next_header & FREE != 0 {
+                self.unlink(next);
+                tail += next_header & !FLAGS;
+            } else {
+                wr(next, next_header | PREV_FREE);
+            }
+            self.free_block(block + size, tail);
         }
         ptr
     }
