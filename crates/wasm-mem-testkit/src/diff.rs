@@ -72,6 +72,8 @@ impl Default for GenOptions {
     fn default() -> Self {
         let mut smith = wasm_smith::Config::default();
         smith.max_imports = 0;
+        // Without a function type wasm-smith generates no function at all.
+        smith.min_types = 1;
         smith.min_funcs = 1;
         smith.max_funcs = 20;
         smith.export_everything = true;
