@@ -316,19 +316,20 @@ impl<B: Backend> Heap<B> {
     /// Frees the used block at `block`, merging it with free neighbours.
     unsafe fn release(&mut self, mut block: usize) {
         let header = rd(block);
-        let mut size = header & !FLAGS;
-        let next = rd(block + size);
+        let mut end = block + (header & !FLAGS);
+        let mut next = rd(end);
         if next & FREE != 0 {
-            self.unlink(block + size);
-            size += next & !FLAGS;
+            self.unlink(end);
+            end += next & !FLAGS;
+            next = rd(end);
         }
+        // Flag the successor (read once when there was nothing to merge).
+        wr(end, next | PREV_FREE);
         if header & PREV_FREE != 0 {
-            let prev_size = rd(block - W);
-            block -= prev_size;
+            block -= rd(block - W);
             self.unlink(block);
-            size += prev_size;
         }
-        self.put_free(block, size);
+        self.free_block(block, end - block);
     }
 
     /// Marks `block` (holding `have` bytes, taken off the free lists, so its
