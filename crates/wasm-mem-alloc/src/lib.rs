@@ -540,7 +540,7 @@ impl<B: Backend> Heap<B> {
                     self.carve(start, avail + prev_size, size, 0);
                     return ptr::with_exposed_provenance_mut(moved);
                 }
-                let moved = self.alloc_slow(new_size, layout.align());
+                let moved = self.alloc(new_size, layout.align());
                 if !moved.is_null() {
                     ptr::copy_nonoverlapping(ptr, moved, layout.size().min(new_size));
                     self.release(block);
