@@ -20,6 +20,10 @@
 //!   bounded by a constant, whatever the number of live blocks or the heap
 //!   size, apart from the `memory.grow` call itself.
 //!
+//! A small request whose exact class has a block takes a fast path inlined
+//! into the caller (pop the head, write the header); everything else goes
+//! through one out-of-line function.
+//!
 //! Each block carries one header word (size and two flag bits) in front of its
 //! payload; a free block also keeps its list links and a footer with its
 //! size, so `free` merges with both neighbours in O(1). The list heads and
