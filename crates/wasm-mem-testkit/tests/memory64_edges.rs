@@ -17,6 +17,7 @@ fn engine(memory64: bool) -> Engine {
     let mut config = Config::new();
     config.wasm_memory64(memory64);
     config.wasm_threads(true);
+    config.shared_memory(true);
     config.wasm_simd(true);
     Engine::new(&config).unwrap()
 }

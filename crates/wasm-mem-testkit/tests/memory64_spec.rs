@@ -165,7 +165,7 @@ fn multi_memory_suite_raised_runs_on_memory64() {
         transform: &raise,
     };
     let files = suite_files("multi-memory");
-    check("multi-memory suite, raised", &run_files(&files, &opts), 1000);
+    check("multi-memory suite, raised", &run_files(&files, &opts), 800);
 }
 
 /// Raise, then lower the result: the lowering's checks and conversions run
