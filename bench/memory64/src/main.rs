@@ -50,27 +50,32 @@ fn instantiate(template: &str, addr: &str) -> Result<Vec<u8>> {
     Ok(wat::parse_str(&text)?)
 }
 
+/// wasmtime 48 has its own error type.
+fn w<T>(result: wasmtime::Result<T>) -> Result<T> {
+    result.map_err(|e| anyhow::anyhow!("{e:?}"))
+}
+
 fn engine(memory64: bool) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_memory64(memory64);
-    Engine::new(&config)
+    w(Engine::new(&config))
 }
 
 /// Median time of one `run(reps)` call, and its checksum.
 fn time(engine: &Engine, bytes: &[u8], reps: i32, samples: usize) -> Result<(Duration, i64)> {
-    let module = Module::new(engine, bytes)?;
+    let module = w(Module::new(engine, bytes))?;
     let mut store = Store::new(engine, ());
-    let instance = Instance::new(&mut store, &module, &[])?;
-    let run = instance.get_typed_func::<i32, i64>(&mut store, "run")?;
-    let mut checksum = run.call(&mut store, reps)?;
+    let instance = w(Instance::new(&mut store, &module, &[]))?;
+    let run = w(instance.get_typed_func::<i32, i64>(&mut store, "run"))?;
+    let mut checksum = w(run.call(&mut store, reps))?;
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         // A fresh instance per sample keeps the memory state identical.
         let mut store = Store::new(engine, ());
-        let instance = Instance::new(&mut store, &module, &[])?;
-        let run = instance.get_typed_func::<i32, i64>(&mut store, "run")?;
+        let instance = w(Instance::new(&mut store, &module, &[]))?;
+        let run = w(instance.get_typed_func::<i32, i64>(&mut store, "run"))?;
         let start = Instant::now();
-        let sum = run.call(&mut store, reps)?;
+        let sum = w(run.call(&mut store, reps))?;
         times.push(start.elapsed());
         if sum != checksum {
             bail!("checksum changed between runs: {sum} vs {checksum}");
@@ -93,6 +98,7 @@ fn binaryen_lowered(bytes: &[u8], name: &str) -> Option<Vec<u8>> {
         .arg(&input)
         .arg("-o")
         .arg(&output)
+        .stderr(std::process::Stdio::null())
         .status()
         .ok()?;
     let result = status.success().then(|| std::fs::read(&output).ok()).flatten();
@@ -139,6 +145,9 @@ fn main() -> Result<()> {
     for (name, template, reps) in KERNELS {
         let m64 = instantiate(template, "i64").with_context(|| format!("{name} (i64)"))?;
         let m32 = instantiate(template, "i32").with_context(|| format!("{name} (i32)"))?;
+        for (bits, module) in [("i64", &m64), ("i32", &m32)] {
+            wasm_mem::input::validate(module).with_context(|| format!("{name} ({bits})"))?;
+        }
         let (lowered, _) = lower_memory64(&m64)?;
         let (raised, _) = raise_memory64(&m32, &RaiseOptions::default())?;
         let (t64, sum64) = time(&on, &m64, *reps, samples)?;
