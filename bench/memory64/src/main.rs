@@ -26,9 +26,21 @@ use wasmtime::{Config, Engine, Instance, Module, Store};
 
 const KERNELS: &[(&str, &str, i32)] = &[
     ("sum_i32", include_str!("../kernels/sum_i32.wat.in"), 20),
-    ("copy_bytes", include_str!("../kernels/copy_bytes.wat.in"), 20),
-    ("matmul_f64", include_str!("../kernels/matmul_f64.wat.in"), 4),
-    ("random_access", include_str!("../kernels/random_access.wat.in"), 8),
+    (
+        "copy_bytes",
+        include_str!("../kernels/copy_bytes.wat.in"),
+        20,
+    ),
+    (
+        "matmul_f64",
+        include_str!("../kernels/matmul_f64.wat.in"),
+        4,
+    ),
+    (
+        "random_access",
+        include_str!("../kernels/random_access.wat.in"),
+        8,
+    ),
     ("bulk", include_str!("../kernels/bulk.wat.in"), 40),
 ];
 
@@ -94,14 +106,21 @@ fn binaryen_lowered(bytes: &[u8], name: &str) -> Option<Vec<u8>> {
     let output = dir.join(format!("{name}.lowered.wasm"));
     std::fs::write(&input, bytes).ok()?;
     let status = Command::new("wasm-opt")
-        .args(["--enable-memory64", "--enable-bulk-memory", "--memory64-lowering"])
+        .args([
+            "--enable-memory64",
+            "--enable-bulk-memory",
+            "--memory64-lowering",
+        ])
         .arg(&input)
         .arg("-o")
         .arg(&output)
         .stderr(std::process::Stdio::null())
         .status()
         .ok()?;
-    let result = status.success().then(|| std::fs::read(&output).ok()).flatten();
+    let result = status
+        .success()
+        .then(|| std::fs::read(&output).ok())
+        .flatten();
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

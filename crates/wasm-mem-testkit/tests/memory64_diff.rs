@@ -98,7 +98,15 @@ fn lowered_memory64_modules_behave_the_same() {
     lowered.wasm_memory64(false);
     let lower = |bytes: &[u8]| lower_memory64(bytes).map(|(out, _)| out).map_err(refusal);
     let n = seed_count(150);
-    let tally = run("lower memory64", n, 0x6464, &gen, &lower, &original, &lowered);
+    let tally = run(
+        "lower memory64",
+        n,
+        0x6464,
+        &gen,
+        &lower,
+        &original,
+        &lowered,
+    );
     check(&tally, n);
 }
 
@@ -122,6 +130,14 @@ fn raised_memory32_modules_behave_the_same() {
             .map_err(refusal)
     };
     let n = seed_count(150);
-    let tally = run("raise memory64", n, 0x3232, &gen, &raise, &original, &raised);
+    let tally = run(
+        "raise memory64",
+        n,
+        0x3232,
+        &gen,
+        &raise,
+        &original,
+        &raised,
+    );
     check(&tally, n);
 }

@@ -261,7 +261,10 @@ fn lowered_segments_past_4gib_fail_instantiation() {
                  (func (export "nop")))"#
         );
         let out = same_after_lowering(&wat, &[("nop", &[])]);
-        assert!(out[0].starts_with("instantiate trap:"), "{segment}: {out:?}");
+        assert!(
+            out[0].starts_with("instantiate trap:"),
+            "{segment}: {out:?}"
+        );
     }
     // In bounds stays in bounds, including empty segments at the end.
     let out = same_after_lowering(
@@ -503,7 +506,10 @@ fn raised_memory_keeps_memory32_growth_limit_and_signatures() {
     assert!(report.host.iter().any(|h| h.contains("\"mem\"")));
     // Exported function types are unchanged.
     let text = wasmprinter::print_bytes(&raised).unwrap();
-    assert!(text.contains("(func (;0;) (type 0) (param i32) (result i32)"), "{text}");
+    assert!(
+        text.contains("(func (;0;) (type 0) (param i32) (result i32)"),
+        "{text}"
+    );
     assert!(text.contains("(memory (;0;) i64 65535 65536)"), "{text}");
 }
 

@@ -102,7 +102,9 @@ fn raise_with(bytes: &[u8], tables: bool) -> Result<Vec<u8>, Refusal> {
         memories: Some(memories),
         tables,
     };
-    raise_memory64(bytes, &options).map(|(out, _)| out).map_err(refusal)
+    raise_memory64(bytes, &options)
+        .map(|(out, _)| out)
+        .map_err(refusal)
 }
 
 fn check(label: &str, reports: &[FileReport], min_passed: usize) {
@@ -119,7 +121,10 @@ fn check(label: &str, reports: &[FileReport], min_passed: usize) {
     }
     assert!(failures.is_empty(), "{label}: {} failures", failures.len());
     let passed: usize = reports.iter().map(|r| r.passed).sum();
-    assert!(passed >= min_passed, "{label}: only {passed} commands passed");
+    assert!(
+        passed >= min_passed,
+        "{label}: only {passed} commands passed"
+    );
 }
 
 fn pick(dir: &str, names: &[&str]) -> Vec<(String, String)> {
@@ -153,7 +158,11 @@ fn core_memory_scripts_raised_run_on_memory64() {
     };
     let mut files = pick("wasm-v2", CORE_MEMORY_FILES);
     files.extend(pick("simd", SIMD_MEMORY_FILES));
-    check("core memory scripts, raised", &run_files(&files, &opts), 5000);
+    check(
+        "core memory scripts, raised",
+        &run_files(&files, &opts),
+        5000,
+    );
 }
 
 #[test]
@@ -180,8 +189,16 @@ fn core_memory_scripts_raised_then_lowered_run_without_memory64() {
         transform: &round_trip,
     };
     let mut files = pick("wasm-v2", CORE_MEMORY_FILES);
-    files.extend(pick("wasm-v2", CORE_TABLE_FILES).into_iter().filter(|(n, _)| n != "bulk.wast"));
-    check("core scripts, raised then lowered", &run_files(&files, &opts), 5000);
+    files.extend(
+        pick("wasm-v2", CORE_TABLE_FILES)
+            .into_iter()
+            .filter(|(n, _)| n != "bulk.wast"),
+    );
+    check(
+        "core scripts, raised then lowered",
+        &run_files(&files, &opts),
+        5000,
+    );
 }
 
 #[test]
@@ -193,5 +210,9 @@ fn core_table_scripts_raised_with_tables_run_on_memory64() {
         transform: &raise,
     };
     let files = pick("wasm-v2", CORE_TABLE_FILES);
-    check("core table scripts, raised with --tables", &run_files(&files, &opts), 1000);
+    check(
+        "core table scripts, raised with --tables",
+        &run_files(&files, &opts),
+        1000,
+    );
 }
