@@ -43,7 +43,7 @@ use wasmtime::{
     ValType,
 };
 
-use crate::{panic_message, Refusal};
+use crate::{panic_message, Transform};
 
 /// What to generate and how tightly to bound execution.
 #[derive(Debug, Clone)]
@@ -70,22 +70,24 @@ pub struct GenOptions {
 
 impl Default for GenOptions {
     fn default() -> Self {
-        let mut smith = wasm_smith::Config::default();
-        smith.max_imports = 0;
-        // Without a function type wasm-smith generates no function at all.
-        smith.min_types = 1;
-        smith.min_funcs = 1;
-        smith.max_funcs = 20;
-        smith.export_everything = true;
-        smith.gc_enabled = false;
-        smith.exceptions_enabled = false;
-        smith.threads_enabled = false;
-        smith.shared_everything_threads_enabled = false;
-        smith.relaxed_simd_enabled = false;
-        smith.custom_descriptors_enabled = false;
-        smith.max_memory32_bytes = 1 << 20;
-        smith.max_memory64_bytes = 1 << 20;
-        smith.max_table_elements = 1_000;
+        let smith = wasm_smith::Config {
+            max_imports: 0,
+            // Without a function type wasm-smith generates no function at all.
+            min_types: 1,
+            min_funcs: 1,
+            max_funcs: 20,
+            export_everything: true,
+            gc_enabled: false,
+            exceptions_enabled: false,
+            threads_enabled: false,
+            shared_everything_threads_enabled: false,
+            relaxed_simd_enabled: false,
+            custom_descriptors_enabled: false,
+            max_memory32_bytes: 1 << 20,
+            max_memory64_bytes: 1 << 20,
+            max_table_elements: 1_000,
+            ..wasm_smith::Config::default()
+        };
         GenOptions {
             smith,
             fuel: 1_000,
@@ -149,7 +151,7 @@ pub enum DiffOutcome {
 pub fn differential(
     seed_bytes: &[u8],
     gen: &GenOptions,
-    transform: &dyn Fn(&[u8]) -> Result<Vec<u8>, Refusal>,
+    transform: Transform,
     original_config: &wasmtime::Config,
     transformed_config: &wasmtime::Config,
 ) -> DiffOutcome {
@@ -475,14 +477,14 @@ fn compare_state(
                     )));
                 }
             }
-            (Some(Extern::SharedMemory(ma)), Some(Extern::SharedMemory(mb))) => {
-                if ma.data_size() != mb.data_size() {
-                    return Err(Stop::Mismatch(format!(
-                        "{when}: shared memory {name:?}: original {} bytes, transformed {} bytes",
-                        ma.data_size(),
-                        mb.data_size()
-                    )));
-                }
+            (Some(Extern::SharedMemory(ma)), Some(Extern::SharedMemory(mb)))
+                if ma.data_size() != mb.data_size() =>
+            {
+                return Err(Stop::Mismatch(format!(
+                    "{when}: shared memory {name:?}: original {} bytes, transformed {} bytes",
+                    ma.data_size(),
+                    mb.data_size()
+                )));
             }
             _ => {}
         }
@@ -508,7 +510,7 @@ fn argument(ty: &ValType, rng: &mut XorShift) -> Val {
     ];
     let r = rng.next();
     let pick = |r: u64| {
-        if r % 3 == 0 {
+        if r.is_multiple_of(3) {
             (r >> 8) as i64
         } else {
             INTERESTING[(r >> 8) as usize % INTERESTING.len()]
