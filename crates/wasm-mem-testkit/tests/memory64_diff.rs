@@ -15,7 +15,7 @@
 use wasm_mem::lower_memory64::lower_memory64;
 use wasm_mem::raise_memory64::{raise_memory64, RaiseOptions};
 use wasm_mem_testkit::diff::{differential, seeds, DiffOutcome, GenOptions};
-use wasm_mem_testkit::Refusal;
+use wasm_mem_testkit::{Refusal, Transform};
 
 fn seed_count(default: usize) -> usize {
     if let Ok(n) = std::env::var("WASM_MEM_SEEDS") {
@@ -48,7 +48,7 @@ fn run(
     n: usize,
     base: u64,
     gen: &GenOptions,
-    transform: &dyn Fn(&[u8]) -> Result<Vec<u8>, Refusal>,
+    transform: Transform,
     original: &wasmtime::Config,
     transformed: &wasmtime::Config,
 ) -> Tally {
