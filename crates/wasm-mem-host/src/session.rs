@@ -90,7 +90,8 @@ struct Tracked {
     shared: bool,
     /// Maximum in bytes as wasmtime passes it (after the budget cap).
     maximum: Option<usize>,
-    /// The module's own maximum in bytes (before the cap).
+    /// The module's own maximum in bytes (before the cap; without a declared
+    /// maximum, what the index type can address).
     module_max: Option<u128>,
     size: usize,
     peak: usize,
@@ -234,8 +235,7 @@ pub fn engine_config() -> Config {
         .wasm_memory64(true)
         .wasm_threads(true)
         .shared_memory(true)
-        .wasm_custom_page_sizes(true)
-        .wasm_backtrace(true);
+        .wasm_custom_page_sizes(true);
     config
 }
 
@@ -250,6 +250,25 @@ pub struct Session {
 
 fn bytes(pages: u64, page_size: u64) -> u128 {
     u128::from(pages) * u128::from(page_size)
+}
+
+/// The maximum, in bytes, wasmtime hands the limiter for this memory: the
+/// declared maximum, or without one the larger of the minimum and what the
+/// index type can address (2^32 bytes for memory32, 2^64 minus one page for
+/// memory64), as in `wasmtime_environ::Memory::maximum_byte_size`.
+fn engine_maximum(memory: &wasm_mem::model::MemoryInfo) -> Option<u64> {
+    match memory.max_pages {
+        Some(max) => max.checked_mul(memory.page_size),
+        None => {
+            let min = memory.min_pages.checked_mul(memory.page_size)?;
+            let by_index = if memory.memory64 {
+                0u64.wrapping_sub(memory.page_size)
+            } else {
+                1 << 32
+            };
+            Some(min.max(by_index))
+        }
+    }
 }
 
 impl Session {
@@ -271,14 +290,12 @@ impl Session {
         }
         let mut limiter = BudgetLimiter::default();
         for (memory, original) in prepared.info.memories.iter().zip(&prepared.original.memories) {
-            let maximum = memory
-                .max_pages
-                .and_then(|max| usize::try_from(bytes(max, memory.page_size)).ok());
+            let maximum = engine_maximum(memory).and_then(|max| usize::try_from(max).ok());
             let size = usize::try_from(bytes(memory.min_pages, memory.page_size)).unwrap_or(usize::MAX);
             limiter.memories.push(Tracked {
                 shared: memory.shared,
                 maximum,
-                module_max: original.max_pages.map(|max| bytes(max, original.page_size)),
+                module_max: engine_maximum(original).map(u128::from),
                 size,
                 peak: size,
                 grows: 0,
