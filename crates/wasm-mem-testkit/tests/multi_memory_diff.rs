@@ -1,0 +1,80 @@
+//! Differential tests of `lower multi-memory`: wasm-smith modules with 2 to
+//! 8 memories (some memory64), made terminating with `ensure_termination`,
+//! run as the original on wasmtime with multi-memory on and lowered (exact
+//! mode) with it off. Results, traps (any trap matches any trap: the pass
+//! turns out-of-bounds accesses into explicit checks ending in
+//! `unreachable`), exported globals and memories must match.
+//!
+//! The test suite runs a bounded number of seeds; the long run is
+//! `WASM_MEM_LONG=N cargo test -p wasm-mem-testkit --release --test
+//! multi_memory_diff -- --nocapture` (N seeds).
+
+use wasm_mem::lower_multi_memory::{lower_multi_memory, LowerOptions};
+use wasm_mem_testkit::diff::{differential, generate, seeds, DiffOutcome, GenOptions};
+use wasm_mem_testkit::Refusal;
+
+fn lower(bytes: &[u8]) -> Result<Vec<u8>, Refusal> {
+    match lower_multi_memory(bytes, &LowerOptions::default()) {
+        Ok((out, _)) => Ok(out),
+        Err(wasm_mem::Error::Refused(reason)) => Err(Refusal::new(reason)),
+        Err(e) => panic!("lower multi-memory failed: {e}"),
+    }
+}
+
+fn gen() -> GenOptions {
+    let mut gen = GenOptions::default();
+    gen.smith.min_memories = 2;
+    gen.smith.max_memories = 8;
+    gen.smith.memory64_enabled = true;
+    gen.smith.bulk_memory_enabled = true;
+    gen.smith.simd_enabled = true;
+    gen.exact_trap_kinds = false;
+    gen
+}
+
+fn run(n: usize, base: u64) {
+    let gen = gen();
+    let original = GenOptions::engine_config();
+    let mut lowered = GenOptions::engine_config();
+    lowered.wasm_multi_memory(false);
+    let (mut same, mut calls, mut refused, mut inconclusive) = (0, 0, Vec::new(), 0);
+    let mut mismatches = Vec::new();
+    for (i, seed) in seeds(n, base).enumerate() {
+        match differential(&seed, &gen, &lower, &original, &lowered) {
+            DiffOutcome::Same { calls: c } => {
+                same += 1;
+                calls += c;
+            }
+            DiffOutcome::Refused(why) => refused.push(format!("seed {i}: {why}")),
+            DiffOutcome::Inconclusive(_) => inconclusive += 1,
+            DiffOutcome::Mismatch(why) => {
+                let text = generate(&seed, &gen)
+                    .ok()
+                    .and_then(|b| wasmprinter::print_bytes(b).ok())
+                    .unwrap_or_default();
+                let path = std::env::temp_dir().join(format!("multi_memory_diff_{base}_{i}.wat"));
+                let _ = std::fs::write(&path, text);
+                mismatches.push(format!("seed {i} ({}): {why}", path.display()));
+            }
+        }
+    }
+    println!(
+        "multi-memory differential: {n} seeds, {same} same ({calls} calls compared), {} refused, {inconclusive} inconclusive, {} mismatches",
+        refused.len(),
+        mismatches.len()
+    );
+    for r in refused.iter().take(10) {
+        println!("  {r}");
+    }
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+    assert!(same >= n / 2, "only {same} of {n} seeds compared");
+}
+
+#[test]
+fn lowered_modules_behave_like_the_originals() {
+    let n = std::env::var("WASM_MEM_LONG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    run(n, 0x6d756c7469);
+}
