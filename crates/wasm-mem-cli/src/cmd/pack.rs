@@ -1,0 +1,109 @@
+//! `wasm-mem pack`: the smallest data section that gives the same memory.
+
+use crate::io::{print_json, Input, OutputArgs};
+use anyhow::{bail, Result};
+use std::process::ExitCode;
+use wasm_mem::pack::{pack, PackOptions, PackReport, DEFAULT_MAX_SEGMENTS};
+use wasm_mem::ModuleInfo;
+
+/// Shrink the data section to the exact minimum that reproduces the same
+/// initial memory image.
+///
+/// The active segments are rebuilt from the image they write, per memory:
+/// zero bytes of zero-filled memories are dropped, gaps are bridged or split
+/// by an exact dynamic program over the real encoding cost of every
+/// segment. Instantiation traps, overlapping writes, imported memories (whose
+/// unwritten bytes stay unwritten), multi-memory, memory64 and custom page
+/// sizes are handled exactly; passive segments and every other section are
+/// copied byte for byte. The report (stderr, or `--json` on stdout) gives
+/// bytes and segment counts before and after, per memory.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  wasm-mem pack app.wasm -o app.packed.wasm
+  wasm-mem pack app.wasm --max-segments 1000 --json -o out.wasm
+  wasm-mem pack side.wasm --extended-const -o side.packed.wasm   # split data at global.get $__memory_base
+  wasm-mem pack lib.wasm --zero-filled-imports -o out.wasm       # the host gives a fresh zeroed memory")]
+pub struct Opts {
+    /// Input module (binary or text), or `-` for stdin.
+    pub input: String,
+    /// At most N data segments in the output (Web engines reject more than 100,000).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SEGMENTS)]
+    pub max_segments: u32,
+    /// Split segments at `global.get` offsets into pieces at
+    /// `global.get g; i32.const k; i32.add` (needs extended-const in the engine).
+    #[arg(long)]
+    pub extended_const: bool,
+    /// Imported memories are zero-filled at instantiation: their zero bytes may be dropped.
+    #[arg(long)]
+    pub zero_filled_imports: bool,
+    /// Print the report as JSON on stdout (needs -o).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+impl Opts {
+    /// Run the subcommand.
+    pub fn run(&self) -> Result<ExitCode> {
+        if self.json && self.output.to_stdout() {
+            bail!("--json prints the report on stdout, so the module needs -o FILE");
+        }
+        self.output.check_destination()?;
+        let input = Input::read(&self.input)?;
+        let module = input.module()?;
+        let info = ModuleInfo::read(&module)?;
+        let options = PackOptions {
+            max_segments: self.max_segments,
+            extended_const: self.extended_const,
+            zero_filled_imports: self.zero_filled_imports,
+        };
+        let (output, report) = pack(&module, &info, &options)?;
+        self.output.write(&output)?;
+        if self.json {
+            print_json(&report)?;
+        } else {
+            eprint!("{}", describe(&report));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn describe(report: &PackReport) -> String {
+    let mut text = format!(
+        "data section: {} -> {} bytes, {} -> {} segments{}\n",
+        report.data_section_before,
+        report.data_section_after,
+        report.segments_before,
+        report.segments_after,
+        if report.changed { "" } else { " (unchanged)" }
+    );
+    for m in &report.memories {
+        text += &format!(
+            "memory {}{}: {} -> {} bytes in {} -> {} active segments\n",
+            m.memory,
+            if m.imported { " (imported)" } else { "" },
+            m.bytes_before,
+            m.bytes_after,
+            m.segments_before,
+            m.segments_after
+        );
+    }
+    if report.passive_segments > 0 {
+        text += &format!(
+            "{} passive segment(s) kept as they are\n",
+            report.passive_segments
+        );
+    }
+    if let Some(gap) = report.cap_gap_bytes {
+        text +=
+            &format!("segment cap reached: at most {gap} bytes above the optimum under the cap\n");
+    }
+    if let Some(save) = report.extended_const_would_save {
+        text += &format!("--extended-const would save {save} more bytes\n");
+    }
+    for note in &report.notes {
+        text += &format!("note: {note}\n");
+    }
+    text
+}

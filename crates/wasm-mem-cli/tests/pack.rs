@@ -1,0 +1,144 @@
+//! `wasm-mem pack` end to end: output, report, flags, exit codes and bad input.
+
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasm-mem"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("killed by a signal")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const SPARSE: &str = r#"(module (memory (export "m") 1)
+  (data (i32.const 16) "abc\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00def")
+  (data (i32.const 1000) "\00\00\00\00ghi\00\00\00\00"))"#;
+
+#[test]
+fn packs_a_text_module_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.wat");
+    let output = dir.path().join("out.wasm");
+    std::fs::write(&input, SPARSE).unwrap();
+    let o = run(&[
+        "pack",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("data section:"), "{}", stderr(&o));
+    let packed = std::fs::read(&output).unwrap();
+    assert!(packed.len() < wat::parse_str(SPARSE).unwrap().len());
+
+    let o = run(&[
+        "pack",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["segments_before"], 2);
+    assert_eq!(report["segments_after"], 3);
+    assert_eq!(report["memories"][0]["memory"], 0);
+    assert!(report["data_section_after"].as_u64() < report["data_section_before"].as_u64());
+}
+
+#[test]
+fn segment_cap_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.wat");
+    let output = dir.path().join("out.wasm");
+    std::fs::write(&input, SPARSE).unwrap();
+    let o = run(&[
+        "pack",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--max-segments",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["segments_after"], 1);
+    // Zero segments cannot hold a non-zero image: refused, no output file.
+    let refused = dir.path().join("refused.wasm");
+    let o = run(&[
+        "pack",
+        input.to_str().unwrap(),
+        "-o",
+        refused.to_str().unwrap(),
+        "--max-segments",
+        "0",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("max-segments"), "{}", stderr(&o));
+    assert!(!refused.exists());
+}
+
+#[test]
+fn bad_input_exits_2_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.wasm");
+    let output = dir.path().join("out.wasm");
+    std::fs::write(&input, b"\0asm\x01\0\0\0\x0b\x05\x01\x00").unwrap();
+    let o = run(&[
+        "pack",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("invalid"), "{}", stderr(&o));
+    assert!(!output.exists());
+    let o = run(&["pack", "/nonexistent.wasm", "-o", output.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+}
+
+#[test]
+fn global_offsets_report_the_extended_const_saving() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("side.wat");
+    let output = dir.path().join("out.wasm");
+    std::fs::write(
+        &input,
+        r#"(module (import "env" "memory" (memory 1)) (import "env" "__memory_base" (global i32))
+           (data (global.get 0) "abc\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00def"))"#,
+    )
+    .unwrap();
+    let o = run(&[
+        "pack",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--extended-const would save"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "pack",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--extended-const",
+        "--zero-filled-imports",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["segments_after"], 2);
+}
