@@ -10,6 +10,7 @@ pub mod error;
 pub mod footprint;
 pub mod image;
 pub mod input;
+pub mod inspect;
 pub mod lower_memory64;
 pub mod lower_multi_memory;
 pub mod manifest;
@@ -20,6 +21,7 @@ pub mod pages;
 pub mod raise_memory64;
 pub mod rewrite;
 pub mod sections;
+pub mod svg;
 
 pub use error::{Error, Result};
 pub use model::ModuleInfo;

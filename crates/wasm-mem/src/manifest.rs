@@ -175,9 +175,11 @@ fn settings(table: &toml::Table, at: &str) -> std::result::Result<MemorySettings
             }
             "stack-size" => s.stack_size = Some(bytes(value, &here)?),
             "heap-size" => s.heap_size = Some(bytes(value, &here)?),
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "unknown key `{here}` (known: pages, min-pages, max-pages, stack-size, heap-size)"
-            )),
+            ))
+            }
         }
     }
     if s.pages.is_some() && (s.min_pages.is_some() || s.max_pages.is_some()) {

@@ -90,10 +90,17 @@ impl MemoryInfo {
     }
 }
 
-/// Largest page count of a memory: 2^32 bytes for memory32, 2^64 for memory64.
+/// Largest page count of a memory: 2^32 bytes for memory32, 2^64 for
+/// memory64, and never more than the limits' encoding allows (u32 page
+/// counts for memory32, u64 for memory64: with one-byte pages that is one
+/// page less than the address space).
 pub fn address_space_pages(memory64: bool, page_size: u64) -> u128 {
-    let bytes: u128 = if memory64 { 1 << 64 } else { 1 << 32 };
-    bytes / page_size.max(1) as u128
+    let (bytes, encodable): (u128, u128) = if memory64 {
+        (1 << 64, u64::MAX as u128)
+    } else {
+        (1 << 32, u32::MAX as u128)
+    };
+    (bytes / page_size.max(1) as u128).min(encodable)
 }
 
 /// Counts of instructions that use one memory.
@@ -434,12 +441,11 @@ impl ModuleInfo {
         }
 
         // Global initial values: constants, possibly through earlier globals.
-        for i in 0..info.globals.len() {
-            if let Some(expr) = &global_inits[i] {
-                let wide = info.globals[i].kind == GlobalKind::I64;
-                if let Some(Value::Const(v)) = eval_const(expr, &info.globals, wide) {
-                    info.globals[i].init = Some(v);
-                }
+        for (i, expr) in global_inits.iter().enumerate() {
+            let Some(expr) = expr else { continue };
+            let wide = info.globals[i].kind == GlobalKind::I64;
+            if let Some(Value::Const(v)) = eval_const(expr, &info.globals, wide) {
+                info.globals[i].init = Some(v);
             }
         }
         for (index, name) in global_names {

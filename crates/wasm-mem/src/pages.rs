@@ -199,7 +199,9 @@ pub fn set_pages(
         let change = resolve(memory, &own, manifest)?;
         if change.changes() {
             let fp = footprint(info, memory, &manifest.memory(memory.index));
-            if (change.min_after as u128) < fp.pages {
+            // Only a minimum someone asks for is held to the footprint; a
+            // module's own minimum is left as the module has it.
+            if change.min_source != LimitSource::Module && (change.min_after as u128) < fp.pages {
                 return Err(Error::Refused(format!(
                     "memory {}: a minimum of {} pages (from {}) is below the static footprint: the module needs {} bytes ({} pages of {} bytes) at start-up",
                     memory.index, change.min_after, change.min_source, fp.bytes, fp.pages, memory.page_size

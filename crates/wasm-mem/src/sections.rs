@@ -56,20 +56,32 @@ pub fn section_name(id: u8) -> &'static str {
 pub mod ids {
     /// Custom section.
     pub const CUSTOM: u8 = 0;
+    /// Type section.
+    pub const TYPE: u8 = 1;
     /// Import section.
     pub const IMPORT: u8 = 2;
+    /// Function section.
+    pub const FUNCTION: u8 = 3;
+    /// Table section.
+    pub const TABLE: u8 = 4;
     /// Memory section.
     pub const MEMORY: u8 = 5;
     /// Global section.
     pub const GLOBAL: u8 = 6;
     /// Export section.
     pub const EXPORT: u8 = 7;
+    /// Start section.
+    pub const START: u8 = 8;
+    /// Element section.
+    pub const ELEMENT: u8 = 9;
     /// Code section.
     pub const CODE: u8 = 10;
     /// Data section.
     pub const DATA: u8 = 11;
     /// Data count section.
     pub const DATA_COUNT: u8 = 12;
+    /// Tag section.
+    pub const TAG: u8 = 13;
 }
 
 /// Check the preamble: a core module, not a component or something else.
@@ -213,7 +225,9 @@ pub fn locate(bytes: &[u8], offset: usize) -> Location {
         if offset < payload_start {
             return at(format!("header of {}", section_name(id)));
         }
-        if offset < end || end > bytes.len() {
+        // An error at the very end of the input belongs to the last section
+        // (e.g. a segment whose length runs past it).
+        if offset < end || end >= bytes.len() {
             if id == ids::CUSTOM {
                 let mut name_reader = BinaryReader::new(&bytes[payload_start..], payload_start);
                 if let Ok(name) = name_reader.read_string() {
