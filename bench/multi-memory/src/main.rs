@@ -38,17 +38,21 @@ const KERNELS: &[(&str, &str, i32)] = &[
 fn engine(multi_memory: bool) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_multi_memory(multi_memory);
-    Engine::new(&config)
+    Engine::new(&config).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// One timed run: compile, instantiate, time `run(iters)`.
 fn time(engine: &Engine, bytes: &[u8], iters: i32) -> Result<(Duration, i64)> {
-    let module = Module::new(engine, bytes)?;
+    let module = Module::new(engine, bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut store = Store::new(engine, ());
-    let instance = Instance::new(&mut store, &module, &[])?;
-    let run = instance.get_typed_func::<i32, i64>(&mut store, "run")?;
+    let instance = Instance::new(&mut store, &module, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let run = instance
+        .get_typed_func::<i32, i64>(&mut store, "run")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let start = Instant::now();
-    let sum = run.call(&mut store, iters)?;
+    let sum = run
+        .call(&mut store, iters)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((start.elapsed(), sum))
 }
 
