@@ -60,7 +60,12 @@ pub struct GuestAllocator {
 }
 
 fn type_name(params: &[ValType], results: &[ValType]) -> String {
-    let list = |v: &[ValType]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ");
+    let list = |v: &[ValType]| {
+        v.iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     format!("[{}] -> [{}]", list(params), list(results))
 }
 
@@ -70,7 +75,11 @@ impl GuestAllocator {
     /// optional function is an error only when it is called). The address
     /// width (i32 or i64) is taken from `malloc`'s type, and every other
     /// function must agree with it.
-    pub fn new(mut store: impl AsContextMut, instance: &Instance, names: &AllocatorNames) -> Result<GuestAllocator> {
+    pub fn new(
+        mut store: impl AsContextMut,
+        instance: &Instance,
+        names: &AllocatorNames,
+    ) -> Result<GuestAllocator> {
         let malloc_func = instance
             .get_func(&mut store, &names.malloc)
             .ok_or_else(|| Error::NoFunction(names.malloc.clone()))?;
@@ -89,26 +98,32 @@ impl GuestAllocator {
             }
         };
         let addr = if wide { ValType::I64 } else { ValType::I32 };
-        let mut lookup = |name: &Option<String>, arity: usize, returns: bool| -> Result<Option<Entry>> {
-            let Some(name) = name else { return Ok(None) };
-            let Some(func) = instance.get_func(&mut store, name) else {
-                return Ok(None);
-            };
-            let ty = func.ty(&store);
-            let params: Vec<_> = ty.params().collect();
-            let results: Vec<_> = ty.results().collect();
-            let want_params = vec![addr.clone(); arity];
-            let want_results = if returns { vec![addr.clone()] } else { vec![] };
-            let same = |a: &[ValType], b: &[ValType]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y));
-            if !same(&params, &want_params) || !same(&results, &want_results) {
-                return Err(Error::Signature {
+        let mut lookup =
+            |name: &Option<String>, arity: usize, returns: bool| -> Result<Option<Entry>> {
+                let Some(name) = name else { return Ok(None) };
+                let Some(func) = instance.get_func(&mut store, name) else {
+                    return Ok(None);
+                };
+                let ty = func.ty(&store);
+                let params: Vec<_> = ty.params().collect();
+                let results: Vec<_> = ty.results().collect();
+                let want_params = vec![addr.clone(); arity];
+                let want_results = if returns { vec![addr.clone()] } else { vec![] };
+                let same = |a: &[ValType], b: &[ValType]| {
+                    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y))
+                };
+                if !same(&params, &want_params) || !same(&results, &want_results) {
+                    return Err(Error::Signature {
+                        name: name.clone(),
+                        expected: type_name(&want_params, &want_results),
+                        found: type_name(&params, &results),
+                    });
+                }
+                Ok(Some(Entry {
                     name: name.clone(),
-                    expected: type_name(&want_params, &want_results),
-                    found: type_name(&params, &results),
-                });
-            }
-            Ok(Some(Entry { name: name.clone(), func }))
-        };
+                    func,
+                }))
+            };
         let free = lookup(&names.free, 1, false)?;
         let calloc = lookup(&names.calloc, 2, true)?;
         let realloc = lookup(&names.realloc, 2, true)?;
@@ -140,7 +155,13 @@ impl GuestAllocator {
         }
     }
 
-    fn call(&self, mut store: impl AsContextMut, entry: &Entry, args: &[Val], returns: bool) -> Result<Option<u64>> {
+    fn call(
+        &self,
+        mut store: impl AsContextMut,
+        entry: &Entry,
+        args: &[Val],
+        returns: bool,
+    ) -> Result<Option<u64>> {
         let mut results = if returns { vec![Val::I32(0)] } else { vec![] };
         entry.func.call(&mut store, args, &mut results)?;
         Ok(results.first().map(|v| match v {
@@ -151,7 +172,13 @@ impl GuestAllocator {
         }))
     }
 
-    fn allocation(&self, store: impl AsContextMut, entry: &Entry, args: &[Val], size: u64) -> Result<u64> {
+    fn allocation(
+        &self,
+        store: impl AsContextMut,
+        entry: &Entry,
+        args: &[Val],
+        size: u64,
+    ) -> Result<u64> {
         match self.call(store, entry, args, true)? {
             Some(0) | None => Err(Error::OutOfGuestMemory {
                 function: entry.name.clone(),
@@ -162,7 +189,9 @@ impl GuestAllocator {
     }
 
     fn optional<'a>(&self, entry: &'a Option<Entry>, default: &str) -> Result<&'a Entry> {
-        entry.as_ref().ok_or_else(|| Error::NoFunction(default.to_string()))
+        entry
+            .as_ref()
+            .ok_or_else(|| Error::NoFunction(default.to_string()))
     }
 
     /// `malloc(size)`: the guest address of `size` new bytes.
@@ -203,7 +232,12 @@ impl GuestAllocator {
     /// Allocate `bytes.len()` bytes and copy `bytes` there. If the copy
     /// fails (the allocator returned a block outside `memory`), the block is
     /// freed when `free` exists and the error is returned.
-    pub fn alloc_bytes(&self, mut store: impl AsContextMut, memory: &GuestMemory, bytes: &[u8]) -> Result<u64> {
+    pub fn alloc_bytes(
+        &self,
+        mut store: impl AsContextMut,
+        memory: &GuestMemory,
+        bytes: &[u8],
+    ) -> Result<u64> {
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         let addr = self.malloc(&mut store, size)?;
         if let Err(e) = memory.write(&mut store, addr, bytes) {
@@ -216,7 +250,12 @@ impl GuestAllocator {
     }
 
     /// Allocate and write `text` as a NUL-terminated string.
-    pub fn alloc_cstr(&self, store: impl AsContextMut, memory: &GuestMemory, text: &[u8]) -> Result<u64> {
+    pub fn alloc_cstr(
+        &self,
+        store: impl AsContextMut,
+        memory: &GuestMemory,
+        text: &[u8],
+    ) -> Result<u64> {
         if let Some(position) = memchr::memchr(0, text) {
             return Err(Error::InteriorNul { position });
         }

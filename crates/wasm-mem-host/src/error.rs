@@ -29,7 +29,9 @@ pub enum Error {
     },
     /// Borrowed slices are refused for shared memories: another thread may
     /// write them at any time, so only copying access is sound.
-    #[error("{memory} is shared: use the copying reads and writes, borrowed slices are not available")]
+    #[error(
+        "{memory} is shared: use the copying reads and writes, borrowed slices are not available"
+    )]
     Shared {
         /// Which memory.
         memory: String,
@@ -53,7 +55,9 @@ pub enum Error {
         source: std::string::FromUtf8Error,
     },
     /// A string to write as a C string has a NUL byte inside.
-    #[error("the string has a NUL byte at position {position}: it cannot be written as a C string")]
+    #[error(
+        "the string has a NUL byte at position {position}: it cannot be written as a C string"
+    )]
     InteriorNul {
         /// Where the NUL is.
         position: usize,

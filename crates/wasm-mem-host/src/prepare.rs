@@ -106,10 +106,12 @@ pub fn expose_memories(module: &[u8]) -> Result<(Vec<u8>, Vec<String>)> {
     let info = ModuleInfo::read(module)?;
     let mut rewrite = Rewrite::new(module)?;
     let export_section = rewrite.find(ids::EXPORT);
-    let parse_err = |e: wasmparser::BinaryReaderError| Error::Module(wasm_mem::Error::from_parser(module, &e));
+    let parse_err =
+        |e: wasmparser::BinaryReaderError| Error::Module(wasm_mem::Error::from_parser(module, &e));
     let mut taken = std::collections::HashSet::new();
     if let Some(index) = export_section {
-        let reader = wasmparser::ExportSectionReader::new(rewrite.reader(index)).map_err(parse_err)?;
+        let reader =
+            wasmparser::ExportSectionReader::new(rewrite.reader(index)).map_err(parse_err)?;
         for export in reader {
             taken.insert(export.map_err(parse_err)?.name.to_string());
         }
@@ -136,10 +138,15 @@ pub fn expose_memories(module: &[u8]) -> Result<(Vec<u8>, Vec<String>)> {
     }
     let mut section = wasm_encoder::ExportSection::new();
     if let Some(index) = export_section {
-        let reader = wasmparser::ExportSectionReader::new(rewrite.reader(index)).map_err(parse_err)?;
+        let reader =
+            wasmparser::ExportSectionReader::new(rewrite.reader(index)).map_err(parse_err)?;
         RoundtripReencoder
             .parse_export_section(&mut section, reader)
-            .map_err(|e| Error::Module(wasm_mem::Error::Internal(format!("re-encoding exports: {e}"))))?;
+            .map_err(|e| {
+                Error::Module(wasm_mem::Error::Internal(format!(
+                    "re-encoding exports: {e}"
+                )))
+            })?;
     }
     for (name, index) in &added {
         section.export(name, wasm_encoder::ExportKind::Memory, *index);

@@ -115,7 +115,12 @@ struct BudgetLimiter {
 }
 
 impl ResourceLimiter for BudgetLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         self.pending = None;
         if self.creations > 0 && current == 0 {
             // Memory creation: sizes were initialised from the module.
@@ -158,7 +163,12 @@ impl ResourceLimiter for BudgetLimiter {
         Ok(())
     }
 
-    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(true)
     }
 }
@@ -289,9 +299,15 @@ impl Session {
             wasi.inherit_env();
         }
         let mut limiter = BudgetLimiter::default();
-        for (memory, original) in prepared.info.memories.iter().zip(&prepared.original.memories) {
+        for (memory, original) in prepared
+            .info
+            .memories
+            .iter()
+            .zip(&prepared.original.memories)
+        {
             let maximum = engine_maximum(memory).and_then(|max| usize::try_from(max).ok());
-            let size = usize::try_from(bytes(memory.min_pages, memory.page_size)).unwrap_or(usize::MAX);
+            let size =
+                usize::try_from(bytes(memory.min_pages, memory.page_size)).unwrap_or(usize::MAX);
             limiter.memories.push(Tracked {
                 shared: memory.shared,
                 maximum,
@@ -324,9 +340,13 @@ impl Session {
         store.limiter(|state| &mut state.limiter);
 
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut HostState| &mut state.wasi)?;
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut HostState| {
+            &mut state.wasi
+        })?;
         for memory in &prepared.info.memories {
-            let Some(import) = &memory.import else { continue };
+            let Some(import) = &memory.import else {
+                continue;
+            };
             let ty = MemoryTypeBuilder::new()
                 .min(memory.min_pages)
                 .max(memory.max_pages)
@@ -346,7 +366,8 @@ impl Session {
         store.data_mut().limiter.creations = 0;
         let mut memories = Vec::new();
         for (memory, name) in prepared.info.memories.iter().zip(&prepared.memory_exports) {
-            let view = GuestMemory::export(&mut store, &instance, name)?.with_label(format!("memory {}", memory.index));
+            let view = GuestMemory::export(&mut store, &instance, name)?
+                .with_label(format!("memory {}", memory.index));
             memories.push(view);
         }
         let mut session = Session {
@@ -384,10 +405,9 @@ impl Session {
 
     /// The view of memory `index` (every memory, exported or not).
     pub fn memory(&self, index: u32) -> Result<GuestMemory> {
-        self.memories
-            .get(index as usize)
-            .cloned()
-            .ok_or_else(|| Error::NoMemory(format!("{index}: the module has {}", self.memories.len())))
+        self.memories.get(index as usize).cloned().ok_or_else(|| {
+            Error::NoMemory(format!("{index}: the module has {}", self.memories.len()))
+        })
     }
 
     /// The guest's allocator (see [`GuestAllocator::new`]).
@@ -421,7 +441,11 @@ impl Session {
             return Err(Error::Argument {
                 function: name.into(),
                 index: args.len().min(params.len()),
-                message: format!("`{name}` takes {} argument(s), {} given", params.len(), args.len()),
+                message: format!(
+                    "`{name}` takes {} argument(s), {} given",
+                    params.len(),
+                    args.len()
+                ),
             });
         }
         let values = params
@@ -436,7 +460,10 @@ impl Session {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut results: Vec<Val> = ty.results().map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0))).collect();
+        let mut results: Vec<Val> = ty
+            .results()
+            .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
+            .collect();
         match func.call(&mut self.store, &values, &mut results) {
             Ok(()) => Ok(Outcome::Returned(results)),
             Err(e) => exit_or_error(e),
@@ -503,7 +530,10 @@ fn parse_int(text: &str) -> Option<i128> {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let magnitude = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let magnitude = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         Some(hex) => i128::from_str_radix(hex, 16).ok()?,
         None => digits.parse::<i128>().ok()?,
     };
@@ -533,7 +563,9 @@ pub fn parse_value(ty: &ValType, text: &str) -> std::result::Result<Val, String>
             .parse::<f64>()
             .map(|v| Val::F64(v.to_bits()))
             .map_err(|_| format!("{text:?} is not a number")),
-        other => Err(format!("parameters of type {other} cannot be given on the command line")),
+        other => Err(format!(
+            "parameters of type {other} cannot be given on the command line"
+        )),
     }
 }
 

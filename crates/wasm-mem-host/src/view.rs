@@ -35,7 +35,9 @@
 use crate::error::{Error, Result};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU8, Ordering};
-use wasmtime::{AsContext, AsContextMut, Extern, Instance, Memory, SharedMemory, StoreContext, StoreContextMut};
+use wasmtime::{
+    AsContext, AsContextMut, Extern, Instance, Memory, SharedMemory, StoreContext, StoreContextMut,
+};
 
 /// A guest memory: unshared (`wasmtime::Memory`) or shared.
 #[derive(Clone)]
@@ -133,7 +135,11 @@ impl GuestMemory {
     }
 
     /// The memory an instance exports under `name`, shared or not.
-    pub fn export(mut store: impl AsContextMut, instance: &Instance, name: &str) -> Result<GuestMemory> {
+    pub fn export(
+        mut store: impl AsContextMut,
+        instance: &Instance,
+        name: &str,
+    ) -> Result<GuestMemory> {
         let view = match instance.get_export(&mut store, name) {
             Some(Extern::Memory(m)) => GuestMemory::new(&store, m),
             Some(Extern::SharedMemory(m)) => GuestMemory::shared(m),
@@ -283,7 +289,12 @@ impl GuestMemory {
     }
 
     /// Write a little-endian value at `addr` (no alignment needed).
-    pub fn write_le<V: LittleEndian>(&self, store: impl AsContextMut, addr: u64, value: V) -> Result<()> {
+    pub fn write_le<V: LittleEndian>(
+        &self,
+        store: impl AsContextMut,
+        addr: u64,
+        value: V,
+    ) -> Result<()> {
         let mut raw = [0u8; 16];
         let raw = &mut raw[..V::SIZE];
         value.to_le(raw);

@@ -48,10 +48,18 @@ fn grow_past_the_budget_gets_minus_one_and_is_reported() {
     let mut s = session(GROW, Budget::none().with(0, 4));
     assert_eq!(call(&mut s, "grow", &[2]), 1);
     assert_eq!(call(&mut s, "grow", &[2]), -1, "5 pages > budget 4");
-    assert_eq!(call(&mut s, "size", &[]), 3, "a refused grow changes nothing");
+    assert_eq!(
+        call(&mut s, "size", &[]),
+        3,
+        "a refused grow changes nothing"
+    );
     assert_eq!(call(&mut s, "grow", &[1]), 3);
     assert_eq!(call(&mut s, "grow", &[1]), -1);
-    assert_eq!(call(&mut s, "grow", &[0]), 4, "growing by 0 always succeeds");
+    assert_eq!(
+        call(&mut s, "grow", &[0]),
+        4,
+        "growing by 0 always succeeds"
+    );
     let m = memory(&mut s, 0);
     assert_eq!((m.initial_pages, m.final_pages, m.peak_pages), (1, 4, 4));
     assert_eq!(m.final_bytes, 4 * 65536);
@@ -86,7 +94,10 @@ fn module_maximum_refusals_are_told_apart() {
     assert_eq!(call(&mut s, "grow", &[5]), -1);
     assert_eq!(call(&mut s, "grow", &[2]), 1);
     let m = memory(&mut s, 0);
-    assert_eq!((m.final_pages, m.refused_by_budget, m.refused_by_max), (3, 0, 1));
+    assert_eq!(
+        (m.final_pages, m.refused_by_budget, m.refused_by_max),
+        (3, 0, 1)
+    );
     assert_eq!(m.max_pages, Some(3));
 }
 
@@ -111,7 +122,11 @@ fn same_sized_memories_with_different_budgets() {
     let report = s.report();
     let pages: Vec<_> = report.memories.iter().map(|m| m.final_pages).collect();
     assert_eq!(pages, [2, 8, 21]);
-    let refused: Vec<_> = report.memories.iter().map(|m| m.refused_by_budget).collect();
+    let refused: Vec<_> = report
+        .memories
+        .iter()
+        .map(|m| m.refused_by_budget)
+        .collect();
     assert_eq!(refused, [1, 1, 0]);
     let grows: Vec<_> = report.memories.iter().map(|m| m.grows).collect();
     assert_eq!(grows, [1, 2, 1]);
@@ -152,10 +167,20 @@ fn shared_memory_budget_and_custom_pages() {
     let report = s.report();
     let shared = &report.memories[0];
     assert!(shared.shared && !shared.growth_tracked);
-    assert_eq!((shared.final_pages, shared.max_pages, shared.budget_pages), (3, Some(10), Some(3)));
+    assert_eq!(
+        (shared.final_pages, shared.max_pages, shared.budget_pages),
+        (3, Some(10), Some(3))
+    );
     let bytes = &report.memories[1];
     assert_eq!(bytes.page_size, 1);
-    assert_eq!((bytes.final_pages, bytes.final_bytes, bytes.refused_by_budget), (20, 20, 1));
+    assert_eq!(
+        (
+            bytes.final_pages,
+            bytes.final_bytes,
+            bytes.refused_by_budget
+        ),
+        (20, 20, 1)
+    );
     assert_eq!(bytes.largest_refused_pages, Some(21));
 }
 
@@ -176,21 +201,32 @@ fn imported_memory_is_created_under_the_budget() {
 
 #[test]
 fn budgets_from_the_manifest() {
-    let manifest = Manifest::parse("[memory]\nmax-pages = 2\n[memory.1]\npages = 3\n", false).unwrap();
+    let manifest =
+        Manifest::parse("[memory]\nmax-pages = 2\n[memory.1]\npages = 3\n", false).unwrap();
     let budget = Budget::from_manifest(&manifest);
-    assert_eq!((budget.get(0), budget.get(1), budget.get(2)), (Some(2), Some(3), None));
-    let unbounded = Manifest::parse("[memory]\nmax-pages = \"none\"\nmin-pages = 1\n", false).unwrap();
+    assert_eq!(
+        (budget.get(0), budget.get(1), budget.get(2)),
+        (Some(2), Some(3), None)
+    );
+    let unbounded =
+        Manifest::parse("[memory]\nmax-pages = \"none\"\nmin-pages = 1\n", false).unwrap();
     assert!(Budget::from_manifest(&unbounded).is_empty());
 }
 
 #[test]
 fn impossible_budgets_are_refused_before_running() {
-    let e = Session::new(GROW.as_bytes(), &config(Budget::none().with(0, 0))).err().unwrap();
+    let e = Session::new(GROW.as_bytes(), &config(Budget::none().with(0, 0)))
+        .err()
+        .unwrap();
     assert!(matches!(e, Error::Budget(_)), "{e}");
     assert!(e.to_string().contains("starts at 1 pages"), "{e}");
-    let e = Session::new(GROW.as_bytes(), &config(Budget::none().with(3, 1))).err().unwrap();
+    let e = Session::new(GROW.as_bytes(), &config(Budget::none().with(3, 1)))
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("memory 3 does not exist"), "{e}");
-    let e = Session::new(b"(module (func", &config(Budget::none())).err().unwrap();
+    let e = Session::new(b"(module (func", &config(Budget::none()))
+        .err()
+        .unwrap();
     assert!(matches!(e, Error::Module(_)), "{e}");
     let e = Session::new(
         b"(module (import \"env\" \"f\" (func)))",
@@ -213,7 +249,10 @@ fn traps_are_errors_with_a_trap_code() {
     assert_eq!(e.trap(), Some(Trap::UnreachableCodeReached));
     let e = s.invoke("oob", &[]).unwrap_err();
     assert_eq!(e.trap(), Some(Trap::MemoryOutOfBounds));
-    assert!(matches!(s.invoke("boom", &["1".into()]), Err(Error::Argument { .. })));
+    assert!(matches!(
+        s.invoke("boom", &["1".into()]),
+        Err(Error::Argument { .. })
+    ));
     assert!(matches!(s.invoke("nope", &[]), Err(Error::NoFunction(_))));
     // A trap in the start function surfaces from Session::new.
     let e = Session::new(
@@ -247,7 +286,9 @@ fn invoke_arguments_are_checked_not_wrapped() {
 
 #[test]
 fn rust_wasi_program_prints_allocates_and_exits() {
-    let Some(guests) = support::guests() else { return };
+    let Some(guests) = support::guests() else {
+        return;
+    };
     let module = std::fs::read(&guests.command).unwrap();
     let run = |budget: Budget, args: &[&str]| {
         let mut config = config(budget);
@@ -263,7 +304,10 @@ fn rust_wasi_program_prints_allocates_and_exits() {
     let (outcome, report) = run(Budget::none(), &["4", "7"]);
     assert!(matches!(outcome, Outcome::Exited(7)), "{outcome:?}");
     let m = &report.memories[0];
-    assert!(m.final_pages >= m.initial_pages + 64, "4 MiB = 64 pages: {m:?}");
+    assert!(
+        m.final_pages >= m.initial_pages + 64,
+        "4 MiB = 64 pages: {m:?}"
+    );
     assert!(m.grows >= 1 && m.refused_by_budget == 0);
     // Under a budget of initial + 40 pages, 8 MiB cannot fit: the allocator
     // sees memory.grow fail and the program exits 42.

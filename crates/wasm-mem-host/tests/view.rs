@@ -42,8 +42,14 @@ fn check_boundaries(s: &mut Session, view: &GuestMemory, size: u64) {
     assert!(!view.contains(s.store(), 0, size + 1));
     assert!(!view.contains(s.store(), 1, size));
     // Overflow at 2^64: an error of its own, never a wrapped short range.
-    assert!(matches!(view.check(s.store(), u64::MAX, 1), Err(Error::Overflow { .. })));
-    assert!(matches!(view.check(s.store(), 1, u64::MAX), Err(Error::Overflow { .. })));
+    assert!(matches!(
+        view.check(s.store(), u64::MAX, 1),
+        Err(Error::Overflow { .. })
+    ));
+    assert!(matches!(
+        view.check(s.store(), 1, u64::MAX),
+        Err(Error::Overflow { .. })
+    ));
     assert!(matches!(
         view.check(s.store(), u64::MAX, 0),
         Err(Error::OutOfBounds { .. })
@@ -62,18 +68,33 @@ fn check_boundaries(s: &mut Session, view: &GuestMemory, size: u64) {
     assert_eq!(view.read_vec(s.store(), size - 1, 1).unwrap(), [0xab]);
     assert!(view.write(s.store_mut(), size, &[1]).is_err());
     assert!(view.write(s.store_mut(), size - 1, &[1, 2]).is_err());
-    assert_eq!(view.read_vec(s.store(), size - 1, 1).unwrap(), [0xab], "a failed write writes nothing");
+    assert_eq!(
+        view.read_vec(s.store(), size - 1, 1).unwrap(),
+        [0xab],
+        "a failed write writes nothing"
+    );
     assert!(view.read_vec(s.store(), size - 1, 2).is_err());
 
-    view.write_le(s.store_mut(), size - 4, 0xdead_beef_u32).unwrap();
-    assert_eq!(view.read_le::<u32>(s.store(), size - 4).unwrap(), 0xdead_beef);
-    assert_eq!(view.read_vec(s.store(), size - 4, 4).unwrap(), [0xef, 0xbe, 0xad, 0xde]);
+    view.write_le(s.store_mut(), size - 4, 0xdead_beef_u32)
+        .unwrap();
+    assert_eq!(
+        view.read_le::<u32>(s.store(), size - 4).unwrap(),
+        0xdead_beef
+    );
+    assert_eq!(
+        view.read_vec(s.store(), size - 4, 4).unwrap(),
+        [0xef, 0xbe, 0xad, 0xde]
+    );
     assert!(view.read_le::<u32>(s.store(), size - 3).is_err());
     assert!(view.write_le(s.store_mut(), size - 7, 1u64).is_err());
     view.write_le(s.store_mut(), size - 8, -2.5f64).unwrap();
     assert_eq!(view.read_le::<f64>(s.store(), size - 8).unwrap(), -2.5);
-    view.write_le(s.store_mut(), size - 16, u128::MAX - 1).unwrap();
-    assert_eq!(view.read_le::<u128>(s.store(), size - 16).unwrap(), u128::MAX - 1);
+    view.write_le(s.store_mut(), size - 16, u128::MAX - 1)
+        .unwrap();
+    assert_eq!(
+        view.read_le::<u128>(s.store(), size - 16).unwrap(),
+        u128::MAX - 1
+    );
     view.write_le(s.store_mut(), size - 2, -3i16).unwrap();
     assert_eq!(view.read_le::<i16>(s.store(), size - 2).unwrap(), -3);
 
@@ -90,14 +111,23 @@ fn check_boundaries(s: &mut Session, view: &GuestMemory, size: u64) {
         view.read_cstr(s.store(), size - 3, 1000),
         Err(Error::Unterminated { searched: 3, .. })
     ));
-    assert!(matches!(view.read_cstr(s.store(), size, 10), Err(Error::OutOfBounds { .. })));
+    assert!(matches!(
+        view.read_cstr(s.store(), size, 10),
+        Err(Error::OutOfBounds { .. })
+    ));
     assert!(matches!(
         view.write_cstr(s.store_mut(), 0, b"a\0b"),
         Err(Error::InteriorNul { position: 1 })
     ));
-    assert!(view.write_cstr(s.store_mut(), size - 3, b"abc").is_err(), "no room for the NUL");
+    assert!(
+        view.write_cstr(s.store_mut(), size - 3, b"abc").is_err(),
+        "no room for the NUL"
+    );
     view.write(s.store_mut(), size - 2, &[0xff, 0]).unwrap();
-    assert!(matches!(view.read_str(s.store(), size - 2, 10), Err(Error::Utf8 { .. })));
+    assert!(matches!(
+        view.read_str(s.store(), size - 2, 10),
+        Err(Error::Utf8 { .. })
+    ));
 }
 
 #[test]
@@ -115,11 +145,16 @@ fn memory32_boundaries_and_slices() {
 
     // What the host writes, the guest reads, and the reverse.
     view.write_le(s.store_mut(), 100, 0x0102_0304u32).unwrap();
-    assert_eq!(returned(s.invoke("load", &["100".into()]).unwrap()), [0x0102_0304]);
+    assert_eq!(
+        returned(s.invoke("load", &["100".into()]).unwrap()),
+        [0x0102_0304]
+    );
 
     // Borrowed slices see the same bytes and write through.
     assert_eq!(view.slice(s.store(), 100, 4).unwrap(), [4, 3, 2, 1]);
-    view.slice_mut(s.store_mut(), 100, 2).unwrap().copy_from_slice(&[9, 9]);
+    view.slice_mut(s.store_mut(), 100, 2)
+        .unwrap()
+        .copy_from_slice(&[9, 9]);
     assert_eq!(view.read_le::<u32>(s.store(), 100).unwrap(), 0x0102_0909);
     assert!(view.slice(s.store(), 65535, 2).is_err());
     assert!(view.slice(s.store(), u64::MAX, 1).is_err());
@@ -146,16 +181,21 @@ fn memory64_above_4gib_in_a_sparse_memory() {
     check_boundaries(&mut s, &view, size);
 
     let high = (1u64 << 32) + 12;
-    view.write_le(s.store_mut(), high, 0x1122_3344_5566_7788u64).unwrap();
+    view.write_le(s.store_mut(), high, 0x1122_3344_5566_7788u64)
+        .unwrap();
     assert_eq!(
         returned(s.invoke("load", &[high.to_string()]).unwrap()),
         [0x1122_3344_5566_7788]
     );
     // The same offset truncated to 32 bits is another place, still zero.
     assert_eq!(view.read_le::<u64>(s.store(), 12).unwrap(), 0);
-    s.invoke("store", &[(size - 8).to_string(), "-1".into()]).unwrap();
+    s.invoke("store", &[(size - 8).to_string(), "-1".into()])
+        .unwrap();
     assert_eq!(view.read_le::<i64>(s.store(), size - 8).unwrap(), -1);
-    assert_eq!(view.slice(s.store(), high, 8).unwrap(), 0x1122_3344_5566_7788u64.to_le_bytes());
+    assert_eq!(
+        view.slice(s.store(), high, 8).unwrap(),
+        0x1122_3344_5566_7788u64.to_le_bytes()
+    );
 }
 
 #[test]
@@ -169,7 +209,11 @@ fn multi_memory_every_memory_by_index() {
             (func (export "load_b") (param i32) (result i32) (i32.load $b (local.get 0)))
             (func (export "load_c") (param i64) (result i32) (i32.load $c (local.get 0))))"#,
     );
-    let (a, b, c) = (s.memory(0).unwrap(), s.memory(1).unwrap(), s.memory(2).unwrap());
+    let (a, b, c) = (
+        s.memory(0).unwrap(),
+        s.memory(1).unwrap(),
+        s.memory(2).unwrap(),
+    );
     assert!(s.memory(3).is_err());
     assert_eq!(a.size(s.store()), 65536);
     assert_eq!(b.size(s.store()), 2 * 65536);
@@ -179,7 +223,11 @@ fn multi_memory_every_memory_by_index() {
     c.write_le(s.store_mut(), 8, 88u32).unwrap();
     assert_eq!(returned(s.invoke("load_b", &["8".into()]).unwrap()), [77]);
     assert_eq!(returned(s.invoke("load_c", &["8".into()]).unwrap()), [88]);
-    assert_eq!(a.read_le::<u32>(s.store(), 8).unwrap(), 0, "memories are separate");
+    assert_eq!(
+        a.read_le::<u32>(s.store(), 8).unwrap(),
+        0,
+        "memories are separate"
+    );
     // By export name too.
     let instance = s.instance();
     let by_name = GuestMemory::export(s.store_mut(), &instance, "c").unwrap();
@@ -202,8 +250,14 @@ fn shared_memory_is_copy_only() {
     check_boundaries(&mut s, &view, 65536);
     view.write_le(s.store_mut(), 64, 5u32).unwrap();
     assert_eq!(returned(s.invoke("load", &["64".into()]).unwrap()), [5]);
-    assert!(matches!(view.slice(s.store(), 0, 1), Err(Error::Shared { .. })));
-    assert!(matches!(view.slice_mut(s.store_mut(), 0, 1), Err(Error::Shared { .. })));
+    assert!(matches!(
+        view.slice(s.store(), 0, 1),
+        Err(Error::Shared { .. })
+    ));
+    assert!(matches!(
+        view.slice_mut(s.store_mut(), 0, 1),
+        Err(Error::Shared { .. })
+    ));
     assert_eq!(returned(s.invoke("grow", &["2".into()]).unwrap()), [1]);
     check_boundaries(&mut s, &view, 3 * 65536);
 }
@@ -256,7 +310,9 @@ fn guest_allocator_memory32_and_memory64() {
         let a = alloc.malloc(s.store_mut(), 10).unwrap();
         let b = alloc.malloc(s.store_mut(), 10).unwrap();
         assert_eq!((a, b), (1024, 1040));
-        let c = alloc.alloc_bytes(s.store_mut(), &memory, b"payload").unwrap();
+        let c = alloc
+            .alloc_bytes(s.store_mut(), &memory, b"payload")
+            .unwrap();
         assert_eq!(memory.read_vec(s.store(), c, 7).unwrap(), b"payload");
         let d = alloc.alloc_cstr(s.store_mut(), &memory, b"text").unwrap();
         assert_eq!(memory.read_str(s.store(), d, 100).unwrap(), "text");
@@ -274,7 +330,10 @@ fn guest_allocator_memory32_and_memory64() {
             assert!(matches!(huge, Err(Error::TooWide { .. })));
         }
         // calloc is not exported: an error only when called.
-        assert!(matches!(alloc.calloc(s.store_mut(), 1, 1), Err(Error::NoFunction(_))));
+        assert!(matches!(
+            alloc.calloc(s.store_mut(), 1, 1),
+            Err(Error::NoFunction(_))
+        ));
         // A function of the wrong type under an allocator name is refused.
         let names = AllocatorNames {
             calloc: Some("bad_calloc".into()),
@@ -291,7 +350,9 @@ fn guest_allocator_memory32_and_memory64() {
 
 #[test]
 fn guest_allocator_of_a_rust_wasi_reactor() {
-    let Some(guests) = support::guests() else { return };
+    let Some(guests) = support::guests() else {
+        return;
+    };
     let module = std::fs::read(&guests.reactor).unwrap();
     let config = RunConfig {
         inherit_stdio: false,
@@ -312,16 +373,26 @@ fn guest_allocator_of_a_rust_wasi_reactor() {
     assert_eq!(addr % 16, 0);
     let sum: i64 = data.iter().map(|b| i64::from(*b)).sum();
     assert_eq!(
-        returned(s.invoke("byte_sum", &[addr.to_string(), "200".into()]).unwrap()),
+        returned(
+            s.invoke("byte_sum", &[addr.to_string(), "200".into()])
+                .unwrap()
+        ),
         [sum]
     );
-    let text = alloc.alloc_cstr(s.store_mut(), &memory, b"wasm-mem").unwrap();
-    assert_eq!(returned(s.invoke("string_length", &[text.to_string()]).unwrap()), [8]);
+    let text = alloc
+        .alloc_cstr(s.store_mut(), &memory, b"wasm-mem")
+        .unwrap();
+    assert_eq!(
+        returned(s.invoke("string_length", &[text.to_string()]).unwrap()),
+        [8]
+    );
     alloc.free(s.store_mut(), addr).unwrap();
     alloc.free(s.store_mut(), text).unwrap();
     // A big allocation grows the guest's memory; the view sees it.
     let before = memory.size(s.store());
     let big = alloc.malloc(s.store_mut(), 4 << 20).unwrap();
     assert!(memory.size(s.store()) >= before + (4 << 20));
-    memory.write(s.store_mut(), big + (4 << 20) - 1, &[1]).unwrap();
+    memory
+        .write(s.store_mut(), big + (4 << 20) - 1, &[1])
+        .unwrap();
 }

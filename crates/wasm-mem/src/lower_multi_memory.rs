@@ -852,14 +852,13 @@ fn plan_layout(info: &ModuleInfo, options: &LowerOptions) -> Result<Layout> {
     } else {
         None
     };
-    if m0.import.is_some()
-        && !options.combined_import
-        && (min_pages != m0.min_pages || max_pages != m0.max_pages)
-    {
+    if let Some(import) = m0.import.as_ref().filter(|_| {
+        !options.combined_import && (min_pages != m0.min_pages || max_pages != m0.max_pages)
+    }) {
         return Err(Error::Refused(format!(
             "memory 0 is imported (\"{}\" \"{}\"): the other memories would live in the imported memory, so the host would have to provide a memory of {} pages{} instead of {} used by this instance only; pass --combined-import to accept that",
-            m0.import.as_ref().unwrap().module,
-            m0.import.as_ref().unwrap().name,
+            import.module,
+            import.name,
             min_pages,
             max_pages.map_or(String::new(), |m| format!(" (maximum {m})")),
             m0.min_pages
@@ -1302,7 +1301,7 @@ impl<'a> Emitter<'_, 'a> {
     }
 
     /// Convert local `l` (width `is64`) to the combined index type.
-    fn to_combined(&mut self, l: u32, is64: bool) {
+    fn widen_to_combined(&mut self, l: u32, is64: bool) {
         self.emit(I::LocalGet(l));
         if self.c64() && !is64 {
             self.emit(I::I64ExtendI32U);
@@ -1409,7 +1408,7 @@ impl<'a> Emitter<'_, 'a> {
         }
         self.combined_address_full(&plan, d);
         self.emit(I::LocalGet(v));
-        self.to_combined(n, plan.memory64);
+        self.widen_to_combined(n, plan.memory64);
         self.emit(I::MemoryFill(0));
     }
 
@@ -1429,7 +1428,7 @@ impl<'a> Emitter<'_, 'a> {
         }
         self.combined_address_full(&dp, d);
         self.combined_address_full(&sp, s);
-        self.to_combined(n, n64);
+        self.widen_to_combined(n, n64);
         self.emit(I::MemoryCopy {
             src_mem: 0,
             dst_mem: 0,

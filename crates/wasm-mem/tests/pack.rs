@@ -423,18 +423,20 @@ fn wasm_smith_modules_match_the_oracle_and_wasmtime() {
     for _ in 0..150 {
         let seed: Vec<u8> = (0..4096).map(|_| rng.next() as u8).collect();
         let mut u = arbitrary::Unstructured::new(&seed);
-        let mut config = wasm_smith::Config::default();
-        config.min_data_segments = 5;
-        config.max_data_segments = 60;
-        config.min_memories = 1;
-        config.max_memories = 3;
-        config.max_imports = 0;
-        config.export_everything = true;
-        config.max_memory32_bytes = 1 << 20;
-        config.max_memory64_bytes = 1 << 20;
-        config.gc_enabled = false;
-        config.exceptions_enabled = false;
-        config.allow_start_export = false;
+        let config = wasm_smith::Config {
+            min_data_segments: 5,
+            max_data_segments: 60,
+            min_memories: 1,
+            max_memories: 3,
+            max_imports: 0,
+            export_everything: true,
+            max_memory32_bytes: 1 << 20,
+            max_memory64_bytes: 1 << 20,
+            gc_enabled: false,
+            exceptions_enabled: false,
+            allow_start_export: false,
+            ..Default::default()
+        };
         let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
             continue;
         };

@@ -36,7 +36,11 @@ pub struct Opts {
     /// Module to run (binary or text), or `-` for stdin.
     pub input: String,
     /// Arguments: of the invoked function with --invoke, else of the WASI program.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
     pub args: Vec<String>,
     /// Call this export (arguments parsed by its parameter types) instead of `_start`.
     #[arg(long, value_name = "NAME")]
@@ -100,7 +104,11 @@ fn describe(m: &MemoryReport) -> String {
     if m.imported {
         kind.push("imported");
     }
-    let name = m.export.as_deref().map(|e| format!(" {e:?}")).unwrap_or_default();
+    let name = m
+        .export
+        .as_deref()
+        .map(|e| format!(" {e:?}"))
+        .unwrap_or_default();
     let mut line = format!(
         "memory {}{name} ({}): {} -> {}, peak {}",
         m.index,
@@ -179,7 +187,10 @@ impl Opts {
         let _ = std::io::stdout().flush();
         let report = session.report();
         let (code, json) = match outcome {
-            Ok(Outcome::Exited(code)) => (ExitCode::from((code & 0xff) as u8), JsonReport::new("exited", &report).exit(code)),
+            Ok(Outcome::Exited(code)) => (
+                ExitCode::from((code & 0xff) as u8),
+                JsonReport::new("exited", &report).exit(code),
+            ),
             Ok(Outcome::Returned(values)) => {
                 let shown: Vec<String> = values.iter().map(show_value).collect();
                 if !self.json {
@@ -187,13 +198,21 @@ impl Opts {
                         println!("{value}");
                     }
                 }
-                (ExitCode::SUCCESS, JsonReport::new("returned", &report).results(shown))
+                (
+                    ExitCode::SUCCESS,
+                    JsonReport::new("returned", &report).results(shown),
+                )
             }
             Err(e) if e.trap().is_some() => {
-                let Error::Wasmtime(inner) = e else { unreachable!("trap() is only set for engine errors") };
+                let Error::Wasmtime(inner) = e else {
+                    unreachable!("trap() is only set for engine errors")
+                };
                 eprintln!("error: {inner:?}");
                 let trap = format!("{inner:#}");
-                (ExitCode::from(TRAP_EXIT), JsonReport::new("trapped", &report).trap(trap))
+                (
+                    ExitCode::from(TRAP_EXIT),
+                    JsonReport::new("trapped", &report).trap(trap),
+                )
             }
             Err(e) => return Err(host_error(e).context(input.name())),
         };
