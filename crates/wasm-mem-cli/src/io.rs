@@ -139,3 +139,30 @@ pub fn load_manifest(path: Option<&Path>) -> Result<wasm_mem::manifest::Manifest
         None => wasm_mem::manifest::Manifest::discover(Path::new("."))?.unwrap_or_default(),
     })
 }
+
+/// The shape every module-rewriting subcommand shares: refuse `--json`
+/// without `-o` (the report and the module cannot both go to stdout), check
+/// the destination before the pass runs, read and validate the input, run
+/// `pass` on it, write the result atomically, then print the report: JSON on
+/// stdout with `--json`, else `text(&report)` on stderr.
+pub fn rewrite_module<R: serde::Serialize>(
+    input: &str,
+    output: &OutputArgs,
+    json: bool,
+    pass: impl FnOnce(&[u8]) -> Result<(Vec<u8>, R)>,
+    text: impl FnOnce(&R) -> String,
+) -> Result<std::process::ExitCode> {
+    if json && output.to_stdout() {
+        bail!("--json prints the report on stdout, so the module needs -o FILE");
+    }
+    output.check_destination()?;
+    let module = Input::read(input)?.module()?;
+    let (result, report) = pass(&module)?;
+    output.write(&result)?;
+    if json {
+        print_json(&report)?;
+    } else {
+        eprint!("{}", text(&report));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -1,7 +1,7 @@
 //! `wasm-mem lower memory64`: turn 64-bit memories and tables into 32-bit ones.
 
-use crate::io::{print_json, Input, OutputArgs};
-use anyhow::{bail, Result};
+use crate::io::{rewrite_module, OutputArgs};
+use anyhow::Result;
 use std::process::ExitCode;
 use wasm_mem::lower_memory64::lower_memory64;
 
@@ -30,19 +30,12 @@ pub struct Opts {
 impl Opts {
     /// Run the subcommand.
     pub fn run(&self) -> Result<ExitCode> {
-        if self.json && self.output.to_stdout() {
-            bail!("--json prints the report on stdout, so the module needs -o FILE");
-        }
-        self.output.check_destination()?;
-        let input = Input::read(&self.input)?;
-        let module = input.module()?;
-        let (output, report) = lower_memory64(&module)?;
-        self.output.write(&output)?;
-        if self.json {
-            print_json(&report)?;
-        } else {
-            eprint!("{}", report.to_text());
-        }
-        Ok(ExitCode::SUCCESS)
+        rewrite_module(
+            &self.input,
+            &self.output,
+            self.json,
+            |module| Ok(lower_memory64(module)?),
+            |report| report.to_text(),
+        )
     }
 }

@@ -1,7 +1,7 @@
 //! `wasm-mem lower multi-memory`: combine all memories into one.
 
-use crate::io::{print_json, Input, OutputArgs};
-use anyhow::{bail, Result};
+use crate::io::{rewrite_module, OutputArgs};
+use anyhow::Result;
 use std::process::ExitCode;
 use wasm_mem::lower_multi_memory::{lower_multi_memory, LowerOptions};
 
@@ -43,23 +43,16 @@ pub struct Opts {
 impl Opts {
     /// Run the subcommand.
     pub fn run(&self) -> Result<ExitCode> {
-        if self.json && self.output.to_stdout() {
-            bail!("--json prints the report on stdout, so the module needs -o FILE");
-        }
-        self.output.check_destination()?;
-        let input = Input::read(&self.input)?;
-        let module = input.module()?;
         let options = LowerOptions {
             checked: !self.unchecked,
             combined_import: self.combined_import,
         };
-        let (output, report) = lower_multi_memory(&module, &options)?;
-        self.output.write(&output)?;
-        if self.json {
-            print_json(&report)?;
-        } else {
-            eprint!("{}", report.to_text());
-        }
-        Ok(ExitCode::SUCCESS)
+        rewrite_module(
+            &self.input,
+            &self.output,
+            self.json,
+            |module| Ok(lower_multi_memory(module, &options)?),
+            |report| report.to_text(),
+        )
     }
 }

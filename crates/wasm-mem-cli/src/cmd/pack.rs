@@ -1,7 +1,7 @@
 //! `wasm-mem pack`: the smallest data section that gives the same memory.
 
-use crate::io::{print_json, Input, OutputArgs};
-use anyhow::{bail, Result};
+use crate::io::{rewrite_module, OutputArgs};
+use anyhow::Result;
 use std::process::ExitCode;
 use wasm_mem::pack::{pack, PackOptions, PackReport, DEFAULT_MAX_SEGMENTS};
 use wasm_mem::ModuleInfo;
@@ -46,26 +46,21 @@ pub struct Opts {
 impl Opts {
     /// Run the subcommand.
     pub fn run(&self) -> Result<ExitCode> {
-        if self.json && self.output.to_stdout() {
-            bail!("--json prints the report on stdout, so the module needs -o FILE");
-        }
-        self.output.check_destination()?;
-        let input = Input::read(&self.input)?;
-        let module = input.module()?;
-        let info = ModuleInfo::read(&module)?;
         let options = PackOptions {
             max_segments: self.max_segments,
             extended_const: self.extended_const,
             zero_filled_imports: self.zero_filled_imports,
         };
-        let (output, report) = pack(&module, &info, &options)?;
-        self.output.write(&output)?;
-        if self.json {
-            print_json(&report)?;
-        } else {
-            eprint!("{}", describe(&report));
-        }
-        Ok(ExitCode::SUCCESS)
+        rewrite_module(
+            &self.input,
+            &self.output,
+            self.json,
+            |module| {
+                let info = ModuleInfo::read(module)?;
+                Ok(pack(module, &info, &options)?)
+            },
+            describe,
+        )
     }
 }
 

@@ -1,7 +1,7 @@
 //! `wasm-mem raise memory64`: turn 32-bit memories (and tables) into 64-bit ones.
 
-use crate::io::{print_json, Input, OutputArgs};
-use anyhow::{bail, Result};
+use crate::io::{rewrite_module, OutputArgs};
+use anyhow::Result;
 use std::process::ExitCode;
 use wasm_mem::raise_memory64::{raise_memory64, RaiseOptions};
 
@@ -37,23 +37,16 @@ pub struct Opts {
 impl Opts {
     /// Run the subcommand.
     pub fn run(&self) -> Result<ExitCode> {
-        if self.json && self.output.to_stdout() {
-            bail!("--json prints the report on stdout, so the module needs -o FILE");
-        }
-        self.output.check_destination()?;
-        let input = Input::read(&self.input)?;
-        let module = input.module()?;
         let options = RaiseOptions {
             memories: (!self.memory.is_empty()).then(|| self.memory.clone()),
             tables: self.tables,
         };
-        let (output, report) = raise_memory64(&module, &options)?;
-        self.output.write(&output)?;
-        if self.json {
-            print_json(&report)?;
-        } else {
-            eprint!("{}", report.to_text());
-        }
-        Ok(ExitCode::SUCCESS)
+        rewrite_module(
+            &self.input,
+            &self.output,
+            self.json,
+            |module| Ok(raise_memory64(module, &options)?),
+            |report| report.to_text(),
+        )
     }
 }
