@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod memory64_common;
 pub mod model;
 pub mod pack;
+mod pack_passive;
 pub mod pages;
 pub mod raise_memory64;
 pub mod rewrite;

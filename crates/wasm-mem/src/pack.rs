@@ -145,8 +145,26 @@ pub struct PackReport {
     pub segments_before: u64,
     /// All data segments after.
     pub segments_after: u64,
-    /// Passive segments (kept byte for byte).
+    /// Passive segments before.
     pub passive_segments: u64,
+    /// Passive segments after (pieces of split segments included).
+    pub passive_segments_after: u64,
+    /// Encoded bytes of the passive segments before (headers and payload).
+    pub passive_bytes_before: u64,
+    /// Encoded bytes of the passive segments after.
+    pub passive_bytes_after: u64,
+    /// Passive segments split into pieces (or dropped: never read).
+    pub passive_segments_split: u64,
+    /// `memory.init` sites rewritten into `memory.init`/`memory.fill`
+    /// sequences.
+    pub memory_init_rewritten: u64,
+    /// `data.drop` sites rewritten into drops of every piece.
+    pub data_drop_rewritten: u64,
+    /// Size of the code section (header included) before; after: see
+    /// `code_section_after` (equal when code is copied byte for byte).
+    pub code_section_before: u64,
+    /// Size of the code section after.
+    pub code_section_after: u64,
     /// Active segments kept byte for byte (see `notes`).
     pub kept_segments: u64,
     /// Per memory.
@@ -669,31 +687,6 @@ fn solve_capped(
     Some((best.0, best.1, best.2, Some(gap)))
 }
 
-/// Data indices used by `memory.init` and `data.drop`.
-fn referenced_data(input: &[u8], info: &ModuleInfo) -> Result<HashSet<u32>> {
-    let mut used = HashSet::new();
-    let uses = info.data_drops > 0 || info.memories.iter().any(|m| m.instructions.init > 0);
-    if !uses {
-        return Ok(used);
-    }
-    let err = |e: wasmparser::BinaryReaderError| Error::from_parser(input, &e);
-    for payload in wasmparser::Parser::new(0).parse_all(input) {
-        if let wasmparser::Payload::CodeSectionEntry(body) = payload.map_err(err)? {
-            let mut ops = body.get_operators_reader().map_err(err)?;
-            while !ops.eof() {
-                match ops.read().map_err(err)? {
-                    wasmparser::Operator::MemoryInit { data_index, .. }
-                    | wasmparser::Operator::DataDrop { data_index } => {
-                        used.insert(data_index);
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    Ok(used)
-}
-
 /// One segment of the output.
 enum Out {
     /// Input segment copied byte for byte.
@@ -705,6 +698,8 @@ enum Out {
     /// Zero-length segment at offset 0 of memory `memory` (keeps an index).
     Filler { memory: u32, memory64: bool },
 }
+    /// `[start, end)` of passive segment `segment`, as a passive segment.
+    PassivePiece { segment: u32, start: u64, end: u64 },
 
 /// Pack the data section of `input` (a valid module; `info` its model).
 pub fn pack(
@@ -747,6 +742,18 @@ pub fn pack(
             Offset::Global {
                 resolved: Some(v), ..
             } => Some(*v),
+        passive_segments_after: segments.iter().filter(|s| s.passive).count() as u64,
+        passive_bytes_before: segments
+            .iter()
+            .filter(|s| s.passive)
+            .map(|s| s.range.len() as u64)
+            .sum(),
+        passive_bytes_after: 0,
+        passive_segments_split: 0,
+        memory_init_rewritten: 0,
+        data_drop_rewritten: 0,
+        code_section_before: 0,
+        code_section_after: 0,
             _ => None,
         }
     };
@@ -763,17 +770,33 @@ pub fn pack(
         .position(|&i| !in_bounds(i))
         .unwrap_or(active.len());
     let (prefix, suffix) = active.split_at(prefix_len);
+    report.passive_bytes_after = report.passive_bytes_before;
+    let code_section_len = rewrite
+        .find(ids::CODE)
+        .map_or(0, |i| rewrite.sections()[i].range.len() as u64);
+    report.code_section_before = code_section_len;
+    report.code_section_after = code_section_len;
 
-    let used = referenced_data(input, info)?;
-    if !used.is_empty() && !suffix.is_empty() {
-        report.kept_segments = active.len() as u64;
-        report.notes.push(format!(
-            "kept as is: data segment {} may trap or has an offset known only at instantiation, and code uses data segment indices",
-            suffix[0]
-        ));
-        report.memories = memory_reports(info, options);
-        return Ok((input.to_vec(), report));
-    }
+    // Code's uses of data indices, and the passive segments to split (or to
+    // drop: never read), see [`crate::pack_passive`].
+    let uses = crate::pack_passive::scan(input, info)?;
+    let used: HashSet<u32> = uses.indices().collect();
+    let index_width = uleb_len(segments.len() as u64 + 1);
+    let splits: HashMap<u32, crate::pack_passive::Pieces> = (0..segments.len())
+        .filter(|&i| segments[i].passive)
+        .filter_map(|i| {
+            let uses = uses.of(i as u32);
+            crate::pack_passive::plan_segment(payload(i), i as u32, uses, info, index_width)
+                .map(|pieces| (i as u32, pieces))
+        })
+        .collect();
+    // Renumber data indices (rewriting the code that uses them) when passive
+    // segments split, or when code uses indices and active segments are kept.
+    let renumber = !splits.is_empty() || (!used.is_empty() && !suffix.is_empty());
+    let passive_out: u64 = (0..segments.len() as u32)
+        .filter(|&i| segments[i as usize].passive)
+        .map(|i| splits.get(&i).map_or(1, |p| p.len() as u64))
+        .sum();
 
     // 2. Domains: one per memory for the prefix.
     let mut domains: Vec<Domain<'_>> = Vec::new();
@@ -867,7 +890,7 @@ pub fn pack(
     }
 
     // 3. Optimise under the cap, for each width of the count LEB.
-    let fixed: u64 = report.passive_segments
+    let fixed: u64 = passive_out
         + if pack_group { 0 } else { suffix.len() as u64 }
         + domains.iter().map(Domain::guard_count).sum::<u64>();
     let cap = options.max_segments as u64;
@@ -941,7 +964,32 @@ pub fn pack(
     let passive: Vec<u32> = (0..segments.len() as u32)
         .filter(|&i| segments[i as usize].passive)
         .collect();
-    if used.is_empty() {
+    if renumber {
+        out.extend(pieces);
+        out.extend(tail);
+        let active_used = used
+            .iter()
+            .copied()
+            .filter(|&i| !segments[i as usize].passive)
+            .min();
+        if let (Some(i), true) = (active_used, out.is_empty()) {
+            let memory = segments[i as usize].memory.unwrap();
+            out.push(Out::Filler {
+                memory,
+                memory64: memories[memory as usize].memory64,
+            });
+        }
+        for &i in &passive {
+            match splits.get(&i) {
+                Some(p) => out.extend(p.iter().map(|&(start, end)| Out::PassivePiece {
+                    segment: i,
+                    start,
+                    end,
+                })),
+                None => out.push(Out::Verbatim(i)),
+            }
+        }
+    } else if used.is_empty() {
         out.extend(pieces);
         out.extend(tail);
         out.extend(passive.iter().map(|&i| Out::Verbatim(i)));
@@ -1036,6 +1084,19 @@ pub fn pack(
                     }
                     _ => None,
                 })
+            Out::PassivePiece {
+                segment,
+                start,
+                end,
+            } => {
+                section.passive(
+                    payload(segment as usize)[start as usize..end as usize]
+                        .iter()
+                        .copied(),
+                );
+                names.entry(segment).or_insert(new_index);
+                (None, 0)
+            }
                 .sum::<u64>();
         let body = body + uleb_len(out.len() as u64);
         1 + uleb_len(body) + body
@@ -1046,8 +1107,18 @@ pub fn pack(
         )));
     }
     let new_count_len = count_section.map_or(0, |_| 2 + uleb_len(out.len() as u64));
-    let before_total = report.data_section_before + count_section_len;
-    let after_total = new_section_len + new_count_len;
+    let mut before_total = report.data_section_before + count_section_len;
+    let mut after_total = new_section_len + new_count_len;
+    let code = if renumber {
+        let targets = code_targets(&out, segments, &uses, &splits);
+        crate::pack_passive::rewrite_code(&mut rewrite, info, &targets)?
+    } else {
+        None
+    };
+    if let Some(code) = &code {
+        before_total += code.code_section_before;
+        after_total += code.code_section_after;
+    }
     let must_change = segments.len() as u64 > cap;
     let remap = |old: u32| names.get(&old).copied();
     report.memories = memory_reports(info, options);
@@ -1063,6 +1134,9 @@ pub fn pack(
         }
         report
             .notes
+                    Out::PassivePiece { start, end, .. } => {
+                        Some(1 + uleb_len(end - start) + end - start)
+                    }
             .push("no smaller layout exists: output is the input".into());
         return Ok((input.to_vec(), report));
     }
@@ -1105,10 +1179,83 @@ fn global_group(info: &ModuleInfo, prefix: &[usize], suffix: &[usize]) -> Option
         .iter()
         .all(|&i| info.data_segments[i].memory != Some(memory));
     (all_in_group && alone).then_some((memory, global))
+    report.passive_segments_split = splits.len() as u64;
+    report.passive_segments_after = 0;
+    report.passive_bytes_after = 0;
+    for o in &out {
+        let size = match *o {
+            Out::Verbatim(i) if segments[i as usize].passive => {
+                segments[i as usize].range.len() as u64
+            }
+            Out::PassivePiece { start, end, .. } => 1 + uleb_len(end - start) + end - start,
+            _ => continue,
+        };
+        report.passive_segments_after += 1;
+        report.passive_bytes_after += size;
+    }
+    if let Some(code) = code {
+        report.memory_init_rewritten = code.memory_init_rewritten;
+        report.data_drop_rewritten = code.data_drop_rewritten;
+        report.code_section_after = code.code_section_after;
+    }
 }
 
 /// Per-memory figures before (the `after` fields start equal).
 fn memory_reports(info: &ModuleInfo, options: &PackOptions) -> Vec<MemoryReport> {
+/// Where code's references to each input segment go in `out` (see
+/// [`crate::pack_passive`]): a kept passive segment to its new index, a split
+/// one to its pieces, an active one (dropped at instantiation) to the first
+/// active segment of the output.
+fn code_targets(
+    out: &[Out],
+    segments: &[crate::model::DataSegment],
+    uses: &crate::pack_passive::CodeUses,
+    splits: &HashMap<u32, crate::pack_passive::Pieces>,
+) -> HashMap<u32, crate::pack_passive::Target> {
+    use crate::pack_passive::Target;
+    let mut targets: HashMap<u32, Target> = splits
+        .keys()
+        .map(|&i| {
+            let seg = &segments[i as usize];
+            let target = Target::Split {
+                pieces: Vec::new(),
+                len: seg.len,
+                droppable: uses.dropped(i),
+            };
+            (i, target)
+        })
+        .collect();
+    let mut first_active = None;
+    for (new_index, o) in out.iter().enumerate() {
+        let new_index = new_index as u32;
+        match *o {
+            Out::Verbatim(i) if segments[i as usize].passive => {
+                targets.insert(i, Target::Index(new_index));
+            }
+            Out::PassivePiece {
+                segment,
+                start,
+                end,
+            } => {
+                if let Some(Target::Split { pieces, .. }) = targets.get_mut(&segment) {
+                    pieces.push((new_index, start, end));
+                }
+            }
+            _ => {
+                first_active.get_or_insert(new_index);
+            }
+        }
+    }
+    for i in uses.indices() {
+        if !segments[i as usize].passive {
+            if let Some(a) = first_active {
+                targets.insert(i, Target::Index(a));
+            }
+        }
+    }
+    targets
+}
+
     info.memories
         .iter()
         .map(|m| {

@@ -237,7 +237,7 @@ fn passive_segments_and_code_indices_are_kept() {
         (data $q "second")
         (func (export "run")
             (memory.init $p (i32.const 200) (i32.const 0) (i32.const 7))
-            (memory.init $q (i32.const 300) (i32.const 1) (i32.const 5))
+            (memory.init $q (i32.const 300) (i32.const 0) (i32.const 6))
             (data.drop $p)
             (data.drop 0)))"#);
     let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
@@ -256,7 +256,9 @@ fn passive_segments_and_code_indices_are_kept() {
         (memory.data(&store).to_vec(), second)
     };
     assert_eq!(run(&module), run(&out));
-    // The code section is untouched.
+    // Nothing to split (every use reads a whole segment without zeros): the
+    // code section is untouched.
+    assert_eq!(report.passive_segments_split, 0);
     let code = |bytes: &[u8]| {
         wasm_mem::sections::split(bytes)
             .unwrap()
@@ -659,4 +661,287 @@ fn corpus_modules_match_the_oracle() {
             );
         }
     }
+}
+
+/// Bytes of a passive segment as a WAT string literal.
+fn wat_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\{b:02x}")).collect()
+}
+
+/// Passive segments for the execution tests: zero runs of many lengths,
+/// one-byte gaps, long zero runs, leading and trailing zeros, all zeros.
+fn passive_payloads(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut a = b"abc".to_vec();
+    a.extend([0; 40]);
+    a.extend(b"def\x00g\x00\x00h");
+    a.extend([0; 300]);
+    a.extend(b"ij");
+    out.push(a);
+    let mut b = vec![0u8; 50];
+    b.extend(b"xyz");
+    b.extend([0; 2000]);
+    b.push(7);
+    b.extend([0; 9]);
+    out.push(b);
+    out.push(vec![0; 120]);
+    let mut c = Vec::new();
+    for _ in 0..12 {
+        c.extend((0..1 + rng.below(6)).map(|_| 1 + rng.below(255) as u8));
+        c.extend(std::iter::repeat_n(0, rng.below(40) as usize));
+    }
+    out.push(c);
+    out
+}
+
+/// A module with the segments of [`passive_payloads`] (plus an active
+/// segment code refers to), a memory32 (memory 0, 1 page) and a memory64
+/// (memory 1, 1 page), and one exported function per `memory.init` site
+/// `(memory, segment, src, len)` taking `dst`, one `data.drop` per segment.
+/// Returns the module and the list of sites.
+fn passive_module(payloads: &[Vec<u8>], rng: &mut Rng) -> (Vec<u8>, Vec<(u32, u32, u32, u32)>) {
+    let mut text = String::from(
+        "(module (memory (export \"m0\") 1) (memory (export \"m1\") i64 1)
+         (data $act (i32.const 16) \"active\")\n",
+    );
+    for (i, p) in payloads.iter().enumerate() {
+        text += &format!("(data $p{i} \"{}\")\n", wat_bytes(p));
+    }
+    let mut sites = Vec::new();
+    for (i, p) in payloads.iter().enumerate() {
+        let len = p.len() as u32;
+        let mut ranges = vec![
+            (0, len),
+            (0, 0),
+            (1, 0),
+            (len, 0),
+            (len + 1, 0),
+            (len - 1, 2),
+            (len - 1, 1),
+            (0, 1),
+        ];
+        for _ in 0..6 {
+            let s = rng.below(len as u64) as u32;
+            let n = rng.below((len - s) as u64 + 1) as u32;
+            ranges.push((s, n));
+        }
+        for (s, n) in ranges {
+            for memory in [0, 1] {
+                sites.push((memory, i as u32 + 1, s, n));
+            }
+        }
+    }
+    // The active segment: dropped at instantiation.
+    sites.push((0, 0, 0, 0));
+    sites.push((0, 0, 0, 1));
+    for (k, &(memory, segment, s, n)) in sites.iter().enumerate() {
+        let ty = if memory == 1 { "i64" } else { "i32" };
+        text += &format!(
+            "(func (export \"init{k}\") (param {ty}) local.get 0 i32.const {s} i32.const {n} memory.init {memory} {segment})\n"
+        );
+    }
+    for i in 0..=payloads.len() {
+        text += &format!("(func (export \"drop{i}\") data.drop {i})\n");
+    }
+    // memory.init in unreachable code (validates, never runs).
+    text += "(func (export \"dead\") unreachable i32.const 3 i32.const 4 memory.init 0 1 i32.const 1 drop)\n";
+    text += ")";
+    (wat(&text), sites)
+}
+
+/// Run a script on `module`: every site at several destinations (inside,
+/// at the end, one past, wrapping), then drop some segments and run every
+/// site again. Returns the trap outcome of each call and the final bytes of
+/// both memories.
+fn run_passive_script(
+    module: &[u8],
+    sites: &[(u32, u32, u32, u32)],
+    drops: &[u32],
+) -> (Vec<bool>, Vec<Vec<u8>>) {
+    let mut config = wasmtime::Config::new();
+    config.wasm_multi_memory(true);
+    config.wasm_memory64(true);
+    let engine = wasmtime::Engine::new(&config).unwrap();
+    let module = wasmtime::Module::new(&engine, module).unwrap();
+    let mut store = wasmtime::Store::new(&engine, ());
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+    let size = 65536u64;
+    let mut outcomes = Vec::new();
+    let mut pass = |store: &mut wasmtime::Store<()>, outcomes: &mut Vec<bool>, round: u64| {
+        for (k, &(memory, _, _, n)) in sites.iter().enumerate() {
+            let n = n as u64;
+            let dsts = [
+                round * 7 + 3 * k as u64 % 5000,
+                size - n,
+                (size - n).wrapping_add(1),
+                size,
+                u32::MAX as u64 - 15,
+                u64::MAX - 15,
+            ];
+            let f = instance.get_func(&mut *store, &format!("init{k}")).unwrap();
+            for dst in dsts {
+                let arg = if memory == 1 {
+                    wasmtime::Val::I64(dst as i64)
+                } else {
+                    wasmtime::Val::I32(dst as u32 as i32)
+                };
+                outcomes.push(f.call(&mut *store, &[arg], &mut []).is_err());
+            }
+        }
+    };
+    pass(&mut store, &mut outcomes, 0);
+    for d in drops {
+        let f = instance.get_func(&mut store, &format!("drop{d}")).unwrap();
+        f.call(&mut store, &[], &mut []).unwrap();
+    }
+    pass(&mut store, &mut outcomes, 1);
+    let memories = ["m0", "m1"]
+        .iter()
+        .map(|m| {
+            instance
+                .get_memory(&mut store, m)
+                .unwrap()
+                .data(&store)
+                .to_vec()
+        })
+        .collect();
+    (outcomes, memories)
+}
+
+#[test]
+fn passive_segments_split_with_the_same_traps_and_bytes() {
+    let mut rng = Rng(0x5eed_cafe);
+    for round in 0..6 {
+        let payloads = passive_payloads(&mut rng);
+        let (module, sites) = passive_module(&payloads, &mut rng);
+        let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+        assert!(report.changed, "{report:#?}");
+        assert!(report.passive_segments_split >= 2, "{report:#?}");
+        assert!(report.memory_init_rewritten > 0, "{report:#?}");
+        assert!(report.data_drop_rewritten > 0, "{report:#?}");
+        assert!(
+            report.passive_bytes_after < report.passive_bytes_before,
+            "{report:#?}"
+        );
+        // Drop a different subset each round (the active segment included).
+        let drops: Vec<u32> = (0..=payloads.len() as u32)
+            .filter(|i| (round >> (i % 3)) & 1 == 1 || *i == round as u32 % 5)
+            .collect();
+        let before = run_passive_script(&module, &sites, &drops);
+        let after = run_passive_script(&out, &sites, &drops);
+        assert_eq!(before.0.len(), after.0.len());
+        for (i, (a, b)) in before.0.iter().zip(&after.0).enumerate() {
+            let site = sites[i / 6 % sites.len()];
+            assert_eq!(
+                a, b,
+                "call {i} (site {site:?}): trap {a} before, {b} after; drops {drops:?}"
+            );
+        }
+        // Not every call traps, not every call succeeds.
+        assert!(before.0.iter().any(|t| *t) && before.0.iter().any(|t| !*t));
+        for (m, (a, b)) in before.1.iter().zip(&after.1).enumerate() {
+            let diff = a.iter().zip(b).position(|(x, y)| x != y);
+            assert!(diff.is_none(), "memory {m} differs at byte {diff:?}");
+        }
+    }
+}
+
+#[test]
+fn long_zero_runs_in_passive_segments_shrink_the_module() {
+    let mut payload = b"head".to_vec();
+    payload.extend([0; 5000]);
+    payload.extend(b"tail");
+    let module = wat(&format!(
+        r#"(module (memory (export "m") 1)
+            (data $big "{}")
+            (data $unused "never read")
+            (func (export "init") (param i32)
+                (memory.init $big (local.get 0) (i32.const 0) (i32.const 5008)))
+            (func (export "drop") (data.drop $big) (data.drop $unused)))"#,
+        wat_bytes(&payload)
+    ));
+    let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert!(
+        out.len() + 4900 < module.len(),
+        "{} -> {}",
+        module.len(),
+        out.len()
+    );
+    assert_eq!(report.passive_segments, 2);
+    assert_eq!(report.passive_segments_after, 2, "{report:#?}"); // "head", "tail"; $unused gone
+    assert_eq!(report.memory_init_rewritten, 1);
+    assert_eq!(report.data_drop_rewritten, 2);
+    assert!(report.code_section_after > report.code_section_before);
+    let sites = [(0, 0, 0, 5008)];
+    let run = |m: &[u8]| {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, m).unwrap();
+        let mut store = wasmtime::Store::new(&engine, ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let init = instance
+            .get_typed_func::<i32, ()>(&mut store, "init")
+            .unwrap();
+        let drop = instance
+            .get_typed_func::<(), ()>(&mut store, "drop")
+            .unwrap();
+        let mut log = Vec::new();
+        // Pre-fill with non-zero bytes so the zero run is visible.
+        let memory = instance.get_memory(&mut store, "m").unwrap();
+        memory.data_mut(&mut store).fill(0xAA);
+        for dst in [0, 10_000, 65536 - 5008, 65536 - 5007, -16] {
+            log.push(init.call(&mut store, dst).is_err());
+        }
+        drop.call(&mut store, ()).unwrap();
+        log.push(init.call(&mut store, 0).is_err());
+        (log, memory.data(&store).to_vec())
+    };
+    let _ = sites;
+    assert_eq!(run(&module), run(&out));
+    assert_eq!(run(&out).0, [false, false, false, true, true, true]);
+}
+
+#[test]
+fn data_indices_are_renumbered_when_active_segments_are_kept() {
+    // Segment 1 is out of the declared minimum of the imported memory (kept
+    // as is: instantiation may trap there); code uses data indices.
+    let module = wat(r#"(module
+        (import "env" "m" (memory 1))
+        (data (i32.const 0) "a\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00b")
+        (data (i32.const 70000) "late")
+        (data $p "pp\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00qq")
+        (func (export "run") (param i32)
+            (memory.init $p (local.get 0) (i32.const 0) (i32.const 32))
+            (memory.init 1 (local.get 0) (i32.const 0) (i32.const 0))
+            (data.drop 0)
+            (data.drop $p)))"#);
+    let options = PackOptions {
+        zero_filled_imports: true,
+        ..defaults()
+    };
+    let image = ImageOptions {
+        zero_filled_imports: true,
+        ..Default::default()
+    };
+    let (out, report) = pack_checked(&module, &options, &image);
+    assert!(report.changed, "{report:#?}");
+    assert_eq!(report.kept_segments, 1);
+    let run = |m: &[u8]| {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, m).unwrap();
+        let mut store = wasmtime::Store::new(&engine, ());
+        let memory = wasmtime::Memory::new(&mut store, wasmtime::MemoryType::new(2, None)).unwrap();
+        let instance = wasmtime::Instance::new(&mut store, &module, &[memory.into()]).unwrap();
+        let f = instance
+            .get_typed_func::<i32, ()>(&mut store, "run")
+            .unwrap();
+        let log = [
+            f.call(&mut store, 100).is_err(),
+            f.call(&mut store, 100).is_err(),
+            f.call(&mut store, 0).is_err(),
+        ];
+        (log, memory.data(&store).to_vec())
+    };
+    let (a, b) = (run(&module), run(&out));
+    assert_eq!(a.0, [false, true, true]);
+    assert!(a == b, "outcomes {:?} vs {:?}", a.0, b.0);
 }
