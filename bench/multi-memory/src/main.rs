@@ -78,13 +78,7 @@ fn main() -> Result<()> {
     for (name, wat, iters) in KERNELS {
         let original = wat::parse_str(wat)?;
         let (exact, _) = lower_multi_memory(&original, &LowerOptions::default())?;
-        let (unchecked, _) = lower_multi_memory(
-            &original,
-            &LowerOptions {
-                checked: false,
-                combined_import: false,
-            },
-        )?;
+        let (unchecked, _) = lower_multi_memory(&original, &LowerOptions { checked: false })?;
         let variants: [(&Engine, &[u8]); 3] = [
             (&native_engine, &original),
             (&lowered_engine, &exact),

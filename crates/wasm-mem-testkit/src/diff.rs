@@ -17,7 +17,12 @@
 //!    non-null reference are not called): same results bit for bit, or the
 //!    same trap (code);
 //! 4. after all calls, every exported global (bits) and every exported memory
-//!    (size in bytes and contents; the first differing offset is reported).
+//!    (size in bytes and contents; the first differing offset is reported;
+//!    with [`GenOptions::exported_memory_prefix`] only the original's bytes).
+//!
+//! With [`GenOptions::memory_size_probes`] the generated module also exports
+//! `memory.size` of every memory, so step 3 compares each memory's size as
+//! the module sees it.
 //!
 //! Exports the original has and the transformed module lacks, or whose kind
 //! or function type changed, are a mismatch.
@@ -66,6 +71,18 @@ pub struct GenOptions {
     /// into an explicit bounds check ending in `unreachable`: then any trap
     /// matches any trap, and trap-versus-no-trap is still compared.
     pub exact_trap_kinds: bool,
+    /// Append to every generated module one exported function per memory,
+    /// `__memory_size_N` returning `memory.size N` (default false). They are
+    /// called after the module's own exports, like every export, so the size
+    /// of every memory as the module itself sees it is compared, exported or
+    /// not.
+    pub memory_size_probes: bool,
+    /// Let an exported (non-shared) memory of the transformed module be
+    /// larger than the original's (default false): then only the original's
+    /// bytes, at the same addresses, are compared, and the transformed one
+    /// must be at least as large. For passes that keep a memory's bytes in
+    /// place but show the host a larger buffer.
+    pub exported_memory_prefix: bool,
 }
 
 impl Default for GenOptions {
@@ -94,6 +111,8 @@ impl Default for GenOptions {
             engine_fuel: 500_000_000,
             memory_limit: 64 << 20,
             exact_trap_kinds: true,
+            memory_size_probes: false,
+            exported_memory_prefix: false,
         }
     }
 }
@@ -193,7 +212,49 @@ pub fn generate(seed_bytes: &[u8], gen: &GenOptions) -> Result<Vec<u8>, String> 
     module
         .ensure_termination(gen.fuel)
         .map_err(|e| format!("ensure_termination: {e}"))?;
-    Ok(module.to_bytes())
+    let bytes = module.to_bytes();
+    if gen.memory_size_probes {
+        return add_memory_size_probes(&bytes);
+    }
+    Ok(bytes)
+}
+
+/// The module with one exported `__memory_size_N` function per memory.
+fn add_memory_size_probes(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut memory64 = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| format!("probes: {e}"))? {
+            wasmparser::Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    if let wasmparser::TypeRef::Memory(m) =
+                        import.map_err(|e| format!("probes: {e}"))?.ty
+                    {
+                        memory64.push(m.memory64);
+                    }
+                }
+            }
+            wasmparser::Payload::MemorySection(reader) => {
+                for m in reader {
+                    memory64.push(m.map_err(|e| format!("probes: {e}"))?.memory64);
+                }
+            }
+            _ => {}
+        }
+    }
+    if memory64.is_empty() {
+        return Ok(bytes.to_vec());
+    }
+    let mut text = wasmprinter::print_bytes(bytes).map_err(|e| format!("probes: {e}"))?;
+    let end = text.rfind(')').ok_or("probes: no closing parenthesis")?;
+    let mut probes = String::new();
+    for (i, is64) in memory64.iter().enumerate() {
+        probes.push_str(&format!(
+            "  (func (export \"__memory_size_{i}\") (result {}) memory.size {i})\n",
+            if *is64 { "i64" } else { "i32" }
+        ));
+    }
+    text.insert_str(end, &probes);
+    wat::parse_str(&text).map_err(|e| format!("probes: {e}"))
 }
 
 /// `n` deterministic seeds of 4 to 16 KiB of xorshift bytes, from `base`.
@@ -392,7 +453,15 @@ fn compare(mut a: Side, mut b: Side, seed: &[u8], gen: &GenOptions) -> Result<us
         }
     }
 
-    compare_state("after instantiation", &mut a, ia, &mut b, ib, &exports)?;
+    compare_state(
+        "after instantiation",
+        &mut a,
+        ia,
+        &mut b,
+        ib,
+        &exports,
+        gen.exported_memory_prefix,
+    )?;
 
     let mut rng = XorShift::new(seed_hash(seed));
     let mut calls = 0;
@@ -425,7 +494,15 @@ fn compare(mut a: Side, mut b: Side, seed: &[u8], gen: &GenOptions) -> Result<us
         )?;
     }
 
-    compare_state("after the calls", &mut a, ia, &mut b, ib, &exports)?;
+    compare_state(
+        "after the calls",
+        &mut a,
+        ia,
+        &mut b,
+        ib,
+        &exports,
+        gen.exported_memory_prefix,
+    )?;
     Ok(calls)
 }
 
@@ -444,6 +521,7 @@ fn compare_state(
     b: &mut Side,
     ib: Instance,
     exports: &[(String, wasmtime::ExternType)],
+    exported_memory_prefix: bool,
 ) -> Result<(), Stop> {
     for (name, _) in exports {
         let ea = ia.get_export(&mut a.store, name);
@@ -460,7 +538,10 @@ fn compare_state(
             }
             (Some(Extern::Memory(ma)), Some(Extern::Memory(mb))) => {
                 let da = ma.data(&a.store);
-                let db = mb.data(&b.store);
+                let mut db = mb.data(&b.store);
+                if exported_memory_prefix && db.len() > da.len() {
+                    db = &db[..da.len()];
+                }
                 if da.len() != db.len() {
                     return Err(Stop::Mismatch(format!(
                         "{when}: memory {name:?}: original {} bytes, transformed {} bytes",

@@ -3,7 +3,10 @@
 //! run as the original on wasmtime with multi-memory on and lowered (exact
 //! mode) with it off. Results, traps (any trap matches any trap: the pass
 //! turns out-of-bounds accesses into explicit checks ending in
-//! `unreachable`), exported globals and memories must match.
+//! `unreachable`), exported globals, memory 0's bytes (an exported memory 0
+//! is compared up to the original's size: the host sees a larger buffer)
+//! and every memory's size as the module sees it (`memory.size` probes the
+//! harness adds to the module) must match.
 //!
 //! The test suite runs a bounded number of seeds; the long run is
 //! `WASM_MEM_LONG=N cargo test -p wasm-mem-testkit --release --test
@@ -33,6 +36,12 @@ fn gen() -> GenOptions {
     // choose exports instead of exporting every memory.
     gen.smith.export_everything = false;
     gen.smith.min_exports = 1;
+    // An exported memory 0 keeps its bytes at the same addresses but shows
+    // the host a larger buffer (the other memories follow it): compare the
+    // original's bytes, and every memory's size through memory.size inside
+    // the module.
+    gen.exported_memory_prefix = true;
+    gen.memory_size_probes = true;
     gen
 }
 
@@ -74,14 +83,8 @@ fn run(n: usize, base: u64) {
     assert!(same >= n / 2, "only {same} of {n} seeds compared");
 }
 
-/// Ignored while issue 4 is open: the first bounded run (150 seeds) found 14
-/// mismatches, all of one kind: an exported memory 0 shows the host the size
-/// of the combined memory (e.g. 0 bytes in the original, 1,507,328 lowered),
-/// so the host-visible size of an exported memory 0 is not kept. The pass
-/// must either refuse that case or keep the export's size; until then this
-/// test fails and says so. Run it with `--ignored`.
+/// 150 seeds in the test suite; `WASM_MEM_LONG=N` for a long run.
 #[test]
-#[ignore = "open finding: exported memory 0 shows the combined memory's size (issue 4)"]
 fn lowered_modules_behave_like_the_originals() {
     let n = std::env::var("WASM_MEM_LONG")
         .ok()

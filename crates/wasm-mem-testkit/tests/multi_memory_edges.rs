@@ -75,14 +75,8 @@ fn run(engine: &Engine, bytes: &[u8], calls: &[Call]) -> Result<Vec<String>, Str
 }
 
 fn lower(bytes: &[u8], checked: bool) -> (Vec<u8>, LowerReport) {
-    lower_multi_memory(
-        bytes,
-        &LowerOptions {
-            checked,
-            combined_import: false,
-        },
-    )
-    .unwrap_or_else(|e| panic!("lowering failed: {e}"))
+    lower_multi_memory(bytes, &LowerOptions { checked })
+        .unwrap_or_else(|e| panic!("lowering failed: {e}"))
 }
 
 /// Run original and lowered (exact); they must agree. Returns the outcomes
@@ -566,7 +560,163 @@ fn exported_memory_zero_stays_at_base_zero() {
     sb.call(&mut store, (8, 0x05060708)).unwrap();
     let mem = instance.get_memory(&mut store, "mem").unwrap();
     assert_eq!(&mem.data(&store)[8..12], &[4, 3, 2, 1]);
-    assert!(!report.host_notes.is_empty());
+    // The host sees a larger buffer, and the report says so.
+    assert_eq!(mem.data(&store).len(), 2 * 65536);
+    assert!(
+        report
+            .host_notes
+            .iter()
+            .any(|n| n.contains("larger buffer") && n.contains("must not grow")),
+        "{:?}",
+        report.host_notes
+    );
+}
+
+const IMPORTED: &str = r#"(module
+  (import "env" "mem" (memory $a 1))
+  (memory $b 1 2) (memory $c 1)
+  (data (memory $a) (i32.const 0) "A0")
+  (data (memory $b) (i32.const 0) "B0")
+  (data (memory $c) (i32.const 65534) "C0")
+  (func (export "la") (param i32) (result i32) (i32.load16_u $a (local.get 0)))
+  (func (export "lb") (param i32) (result i32) (i32.load16_u $b (local.get 0)))
+  (func (export "lc") (param i32) (result i32) (i32.load16_u $c (local.get 0)))
+  (func (export "sa") (param i32 i32) (i32.store16 $a (local.get 0) (local.get 1)))
+  (func (export "grow_a") (param i32) (result i32) (memory.grow $a (local.get 0)))
+  (func (export "grow_b") (param i32) (result i32) (memory.grow $b (local.get 0)))
+  (func (export "grow_c") (param i32) (result i32) (memory.grow $c (local.get 0)))
+  (func (export "size") (result i32 i32 i32) (memory.size $a) (memory.size $b) (memory.size $c)))"#;
+
+/// Instantiate with a host memory of `pages` (min `pages`, no max), run the
+/// calls; returns the outcomes and the host memory's first 4 bytes.
+fn run_imported(
+    engine: &Engine,
+    bytes: &[u8],
+    pages: u64,
+    calls: &[Call],
+) -> Result<(Vec<String>, Vec<u8>), String> {
+    let module = Module::new(engine, bytes).map_err(|e| format!("compile: {e:#}"))?;
+    let mut store = Store::new(engine, ());
+    let memory = wasmtime::Memory::new(&mut store, wasmtime::MemoryType::new(pages as u32, None))
+        .map_err(|e| format!("{e:#}"))?;
+    let instance = Instance::new(&mut store, &module, &[memory.into()])
+        .map_err(|e| format!("instantiate: {e:#}"))?;
+    let mut out = Vec::new();
+    for (name, args) in calls {
+        let func = instance.get_func(&mut store, name).unwrap();
+        let params: Vec<Val> = args.iter().map(|a| Val::I32(*a as i32)).collect();
+        let mut results = vec![Val::I32(0); func.ty(&store).results().len()];
+        out.push(match func.call(&mut store, &params, &mut results) {
+            Ok(()) => results
+                .iter()
+                .map(|v| v.unwrap_i32().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            Err(_) => "trap".into(),
+        });
+    }
+    Ok((out, memory.data(&store)[..4].to_vec()))
+}
+
+#[test]
+fn imported_memory_zero_keeps_its_type_and_grows_the_host_memory() {
+    let original = wat::parse_str(IMPORTED).unwrap();
+    let (lowered, report) = lower(&original, true);
+    // The import keeps memory 0's own type (min 1, no max).
+    let c = report.combined.as_ref().unwrap();
+    assert!(c.imported);
+    assert_eq!((c.min_pages, c.max_pages), (1, None));
+    assert_eq!(report.memories[0].base, 0);
+    assert_eq!(report.memories[0].placement, Placement::Dynamic);
+    assert!(report
+        .host_notes
+        .iter()
+        .any(|n| n.contains("grows the host's memory by 3 pages")));
+    let native = Engine::new(&config(true)).unwrap();
+    let one = Engine::new(&config(false)).unwrap();
+    // Host memories of 1 page (the minimum) and 3 pages (the later
+    // memories' bases move at instantiation).
+    for pages in [1i64, 3] {
+        let end = pages * 65536;
+        let calls: &[Call] = &[
+            ("size", &[]),
+            ("la", &[0]),
+            ("lb", &[0]),
+            ("lc", &[65534]),
+            ("la", &[end - 2]),
+            ("la", &[end - 1]),
+            ("lb", &[65535]),
+            ("sa", &[2, 0x4242]),
+            ("grow_b", &[1]),
+            ("lb", &[65536]),
+            ("grow_b", &[1]),
+            ("grow_a", &[1]),
+            ("la", &[end]),
+            ("la", &[end + 65534]),
+            ("la", &[end + 65535]),
+            ("lb", &[0]),
+            ("lc", &[65534]),
+            ("grow_c", &[1]),
+            ("lc", &[2 * 65536 - 2]),
+            ("size", &[]),
+        ];
+        let (expected, host_a) = run_imported(&native, &original, pages as u64, calls).unwrap();
+        let (got, host_b) = run_imported(&one, &lowered, pages as u64, calls)
+            .unwrap_or_else(|e| panic!("{e}\n{}", wasmprinter::print_bytes(&lowered).unwrap()));
+        assert_eq!(expected, got, "host memory of {pages} pages");
+        // The host sees memory 0's bytes at the same addresses.
+        assert_eq!(host_a, host_b);
+        assert_eq!(&host_b, b"A0BB");
+        let size = format!("{pages},1,1");
+        assert_eq!(expected[0], size);
+        assert_eq!(expected[4], "0");
+        assert_eq!(expected[5], "trap");
+        assert_eq!(expected[8], "1");
+        assert_eq!(expected[10], "-1");
+        assert_eq!(expected[15], "12354"); // "B0" moved up with the grow
+        assert_eq!(expected[16], "12355"); // "C0"
+    }
+    // Linking follows the original's import type: a host memory below
+    // memory 0's minimum is rejected by both.
+    let original =
+        wat::parse_str(r#"(module (import "env" "mem" (memory 2)) (memory 1))"#).unwrap();
+    let (lowered, _) = lower(&original, true);
+    assert!(run_imported(&native, &original, 1, &[]).is_err());
+    assert!(run_imported(&one, &lowered, 1, &[]).is_err());
+    assert!(run_imported(&one, &lowered, 2, &[]).is_ok());
+}
+
+#[test]
+fn simd_accesses_and_lanes_on_every_memory() {
+    let wat = r#"(module
+      (memory $a 1) (memory $b 1 1) (memory $c i64 1)
+      (func (export "sb") (param i32 i64) (v128.store $b (local.get 0) (i64x2.splat (local.get 1))))
+      (func (export "lb") (param i32) (result i64) (i64x2.extract_lane 1 (v128.load $b (local.get 0))))
+      (func (export "lane_c") (param i64 i32) (result i32)
+        (i32x4.extract_lane 2 (v128.load32_lane $c 2 (local.get 0) (i32x4.splat (local.get 1)))))
+      (func (export "store_lane_a") (param i32 i64) (v128.store64_lane $a 0 (local.get 0) (i64x2.splat (local.get 1))))
+      (func (export "la") (param i32) (result i64) (i64.load $a (local.get 0)))
+      (func (export "splat_c") (param i64) (result i32) (i32x4.extract_lane 3 (v128.load32_splat $c offset=4 (local.get 0)))))"#;
+    let out = same_both(
+        wat,
+        &[
+            ("sb", &[65520, 7]),
+            ("lb", &[65520]),
+            ("sb", &[65521, 7]),
+            ("lb", &[65521]),
+            ("lane_c", &[65532, 9]),
+            ("lane_c", &[65533, 9]),
+            ("store_lane_a", &[65528, 5]),
+            ("la", &[65528]),
+            ("store_lane_a", &[65529, 5]),
+            ("splat_c", &[65528]),
+            ("splat_c", &[65529]),
+        ],
+    );
+    assert_eq!(
+        out,
+        s(&["", "7", "trap", "trap", "0", "trap", "", "5", "trap", "0", "trap"])
+    );
 }
 
 #[test]
@@ -585,8 +735,16 @@ fn refusals_name_the_memory_and_reason() {
             "different page sizes",
         ),
         (
-            r#"(module (import "a" "b" (memory 1)) (memory 1))"#,
-            "--combined-import",
+            r#"(module (import "a" "b" (memory 1 1)) (memory 1))"#,
+            "can never fit",
+        ),
+        (
+            r#"(module (import "a" "b" (memory 1)) (memory i64 1))"#,
+            "memory 1 is memory64",
+        ),
+        (
+            r#"(module (import "a" "b" (memory 1)) (memory 1 1 shared))"#,
+            "another memory is shared",
         ),
     ];
     for (wat, needle) in cases {

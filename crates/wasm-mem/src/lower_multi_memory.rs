@@ -7,7 +7,8 @@
 //! Slots are laid out one after the other in this order:
 //!
 //! 1. **Memory 0 when it is imported or exported** (the host sees the
-//!    combined memory, so memory 0 must stay at base 0).
+//!    combined memory, so memory 0 must stay at base 0; an imported memory
+//!    0 is always dynamic, see below).
 //! 2. **Reserved slots**: memories with a declared maximum get a region of
 //!    `max` pages, shared memories first. A reserved memory never moves and
 //!    never needs the combined memory to grow: its pages beyond its current
@@ -89,16 +90,34 @@
 //! # Imports and exports
 //!
 //! Only memory 0 may be imported or exported (only it can stay at base 0):
-//! any other imported or exported memory is refused, naming it. An exported
-//! memory 0 exports the combined memory: the host sees memory 0's bytes at
-//! the same addresses, followed by the other memories' slots, and must not
-//! grow it. An imported memory 0 imports the combined memory; when the other
-//! memories need room in it, the host must provide a larger memory used by
-//! this instance only, so this is only done on request
-//! ([`LowerOptions::combined_import`]); memory 0 then starts with its
-//! declared minimum size. An imported or exported *shared* memory 0 beside
-//! other memories is refused: other instances could grow it behind the
-//! module's back. Memories with different page sizes are refused.
+//! any other imported or exported memory is refused, naming it. Memories
+//! with different page sizes are refused.
+//!
+//! What the host sees of memory 0 is kept where it can be: memory 0 is slot
+//! 0 at base 0, so the host reads and writes memory 0's bytes at the same
+//! addresses as in the original. The host's buffer is larger, though: the
+//! other memories' slots follow memory 0's bytes. The report says so and
+//! what the host must do: not write beyond memory 0's size, not grow the
+//! memory itself, and take memory 0's size from the module (its
+//! `memory.size` is exact) rather than from the buffer's length.
+//!
+//! - **Exported memory 0**: the combined memory is exported under memory
+//!   0's names.
+//! - **Imported memory 0**: the import keeps memory 0's declared type, so
+//!   linking succeeds or fails exactly as the original's. Memory 0 is a
+//!   dynamic slot whose size is the host memory's size at instantiation; the
+//!   generated start function grows the host's memory by the other
+//!   memories' initial pages (instantiation traps if the host's memory
+//!   cannot grow that far), sets memory 0's size and moves the later slots'
+//!   bases up by how much larger than its minimum the host's memory is. Data
+//!   segments of memory 0 that fit its minimum stay active; from the first
+//!   segment of another memory on, segments are applied by the start
+//!   function in order. Refused: an imported memory 0 whose maximum cannot
+//!   hold the other memories, an imported memory32 beside a memory64 (the
+//!   combined memory would be memory64), and an imported memory 0 beside a
+//!   shared memory (the combined memory would have to be shared).
+//! - An imported or exported *shared* memory 0 beside other memories is
+//!   refused: other threads could grow it behind the module's back.
 //!
 //! Sections the pass does not touch (names, custom sections, tables,
 //! elements, tags, ...) are copied byte for byte; the output is validated
@@ -120,17 +139,11 @@ pub struct LowerOptions {
     /// Check every access against its own memory's bounds (exact). `false`
     /// is the `--unchecked` mode.
     pub checked: bool,
-    /// Allow an imported memory 0 to become the import of the combined
-    /// memory even when the host must then provide a larger memory.
-    pub combined_import: bool,
 }
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions {
-            checked: true,
-            combined_import: false,
-        }
+        LowerOptions { checked: true }
     }
 }
 
@@ -319,6 +332,10 @@ struct Layout {
     min_pages: u64,
     max_pages: Option<u64>,
     checked: bool,
+    /// Memory 0 is imported: the start function grows the host's memory by
+    /// these pages (the other memories' initial sizes) and moves the later
+    /// slots' bases up by however much larger than its minimum memory 0 is.
+    import_grow_pages: Option<u64>,
 }
 
 impl Layout {
@@ -429,7 +446,7 @@ pub fn lower_multi_memory(input: &[u8], options: &LowerOptions) -> Result<(Vec<u
     }
     // Data segments.
     let deferred = plan_segments(&info, &layout);
-    let start_fn = if deferred.is_empty() {
+    let start_fn = if deferred.is_empty() && layout.import_grow_pages.is_none() {
         None
     } else {
         let ty = module.type_count + type_slot(&mut new_types, vec![], vec![]);
@@ -622,20 +639,34 @@ pub fn lower_multi_memory(input: &[u8], options: &LowerOptions) -> Result<(Vec<u
     let output = rewrite.finish(output_features(), "lower multi-memory")?;
 
     let mut notes = Vec::new();
-    if !info.memories[0].exports.is_empty() {
+    let m0 = &info.memories[0];
+    let others_bytes: u64 = layout
+        .plans
+        .iter()
+        .skip(1)
+        .map(|p| match p.placement {
+            Placement::Reserved => p.max.unwrap_or(p.min),
+            _ => p.min,
+        })
+        .sum::<u64>()
+        * layout.page_size;
+    if !m0.exports.is_empty() {
+        let size0 = if memory0_imported {
+            "its current size".to_string()
+        } else {
+            format!("{} bytes at start", m0.min_pages * layout.page_size)
+        };
         notes.push(format!(
-            "memory 0 is exported as the combined memory: the host sees memory 0's bytes at the same addresses, followed by the other memories ({} pages in all at start); the host must not grow it",
-            layout.min_pages
+            "memory 0 is exported as the combined memory: the host sees memory 0's bytes at the same addresses (0 to memory 0's size, {size0}), but a larger buffer: the other memories follow ({others_bytes} bytes at start); the host must not write beyond memory 0's size, must not grow the memory, and must take memory 0's size from the module (memory.size inside it is exact), not from the buffer's length"
         ));
     }
-    if memory0_imported {
+    if let Some(pages) = layout.import_grow_pages {
         notes.push(format!(
-            "memory 0 is imported as the combined memory: the host must provide a memory of {} pages{} used by this instance only; memory 0 starts with its declared {} pages",
-            layout.min_pages,
-            layout
-                .max_pages
-                .map_or(String::new(), |m| format!(" (maximum {m})")),
-            info.memories[0].min_pages
+            "memory 0 is imported with its own type ({}): the module grows the host's memory by {pages} pages at instantiation to hold the other memories after memory 0's bytes (instantiation traps if it cannot); the host sees memory 0's bytes at the same addresses, must let the memory grow, must not grow it itself, and must not share it with another instance that uses the same addresses",
+            match m0.max_pages {
+                Some(max) => format!("min {} max {max} pages", m0.min_pages),
+                None => format!("min {} pages", m0.min_pages),
+            }
         ));
     }
     if !layout.checked {
@@ -745,6 +776,24 @@ fn plan_layout(info: &ModuleInfo, options: &LowerOptions) -> Result<Layout> {
             "memory 0 is imported and another memory is shared: the combined memory would have to be imported as shared".into(),
         ));
     }
+    if let Some(import) = &m0.import {
+        if c64 && !m0.memory64 {
+            let other = memories.iter().find(|m| m.memory64).expect("c64");
+            return Err(Error::Refused(format!(
+                "memory 0 is an imported memory32 (\"{}\" \"{}\") but memory {} is memory64: the combined memory would be memory64, which the host's memory32 cannot be",
+                import.module, import.name, other.index
+            )));
+        }
+        let others: u128 = memories.iter().skip(1).map(|m| m.min_pages as u128).sum();
+        if let Some(max) = m0.max_pages {
+            if m0.min_pages as u128 + others > max as u128 {
+                return Err(Error::Refused(format!(
+                    "memory 0 is imported (\"{}\" \"{}\") with a maximum of {max} pages: the other memories need {others} pages in it beyond memory 0's {} pages, which can never fit",
+                    import.module, import.name, m0.min_pages
+                )));
+            }
+        }
+    }
     let page_log2 = page_size.trailing_zeros();
     let c_space: u128 = if c64 { 1 << 64 } else { 1 << 32 };
     let budget: u128 = c_space.min(1 << 32);
@@ -798,11 +847,14 @@ fn plan_layout(info: &ModuleInfo, options: &LowerOptions) -> Result<Layout> {
     let mut committed: u128 = 0;
     // Bytes still needed by memories not decided yet (their minimum).
     let mut pending: u128 = (0..memories.len()).map(min_bytes).sum();
+    let imported0 = m0.import.is_some();
     let mut decide = |i: usize, plans: &mut Vec<Plan>, order: &mut Vec<usize>| {
         pending -= min_bytes(i);
         let reserve = memories[i].max_pages.map(|m| m as u128 * page_size as u128);
         match reserve {
-            Some(r) if committed + r + pending <= budget => {
+            // An imported memory 0's size is the host's, known at
+            // instantiation only: it cannot be reserved.
+            Some(r) if !(i == 0 && imported0) && committed + r + pending <= budget => {
                 plans[i].placement = Placement::Reserved;
                 committed += r;
             }
@@ -852,21 +904,21 @@ fn plan_layout(info: &ModuleInfo, options: &LowerOptions) -> Result<Layout> {
     } else {
         None
     };
-    if let Some(import) = m0.import.as_ref().filter(|_| {
-        !options.combined_import && (min_pages != m0.min_pages || max_pages != m0.max_pages)
-    }) {
-        return Err(Error::Refused(format!(
-            "memory 0 is imported (\"{}\" \"{}\"): the other memories would live in the imported memory, so the host would have to provide a memory of {} pages{} instead of {} used by this instance only; pass --combined-import to accept that",
-            import.module,
-            import.name,
-            min_pages,
-            max_pages.map_or(String::new(), |m| format!(" (maximum {m})")),
-            m0.min_pages
-        )));
-    }
+    let (min_pages, max_pages) = if m0.import.is_some() {
+        // The import keeps memory 0's declared type, so linking succeeds
+        // exactly when the original's does; the generated start function
+        // grows it by the other memories' pages.
+        (m0.min_pages, m0.max_pages)
+    } else {
+        (min_pages, max_pages)
+    };
     Ok(Layout {
         plans,
         slots: order.iter().map(|&i| i as u32).collect(),
+        import_grow_pages: m0
+            .import
+            .is_some()
+            .then(|| (total / page_size as u128) as u64 - m0.min_pages),
         c64,
         shared,
         page_size,
@@ -886,6 +938,11 @@ fn plan_segments(info: &ModuleInfo, layout: &Layout) -> Vec<u32> {
         let Some(memory) = segment.memory else {
             continue;
         };
+        // With an imported memory 0, the other memories' bases are known
+        // only once the start function has grown the host's memory.
+        if layout.import_grow_pages.is_some() && memory != 0 {
+            deferring = true;
+        }
         if !deferring {
             let plan = layout.plan(memory);
             let fits = segment
@@ -1150,6 +1207,10 @@ struct Emitter<'l, 'a> {
     scratch: Vec<ValType>,
     /// Scratch locals in use by the current instruction.
     in_use: Vec<bool>,
+    /// Scratch locals that hold a value for the whole function.
+    fixed: Vec<bool>,
+    /// Layout globals cached in fixed locals: (global, local).
+    cache: Vec<(u32, u32)>,
 }
 
 impl<'a> Emitter<'_, 'a> {
@@ -1160,6 +1221,8 @@ impl<'a> Emitter<'_, 'a> {
             scratch_base,
             scratch: Vec::new(),
             in_use: Vec::new(),
+            fixed: Vec::new(),
+            cache: Vec::new(),
         }
     }
 
@@ -1181,18 +1244,52 @@ impl<'a> Emitter<'_, 'a> {
         }
         self.scratch.push(ty);
         self.in_use.push(true);
+        self.fixed.push(false);
         self.scratch_base + self.scratch.len() as u32 - 1
     }
 
     fn release_all(&mut self) {
-        self.in_use.iter_mut().for_each(|u| *u = false);
+        for (u, f) in self.in_use.iter_mut().zip(&self.fixed) {
+            *u = *f;
+        }
+    }
+
+    /// Cache the layout globals `globals` (of the types given) in locals:
+    /// load them now (the function's entry) and after every call, so
+    /// that accesses read a local instead of the global. Only the grow
+    /// helpers write these globals, and they run only inside calls.
+    fn cache_globals(&mut self, globals: &[(u32, ValType)]) {
+        for &(g, ty) in globals {
+            self.scratch.push(ty);
+            self.in_use.push(true);
+            self.fixed.push(true);
+            let l = self.scratch_base + self.scratch.len() as u32 - 1;
+            self.cache.push((g, l));
+        }
+        self.reload_cache();
+    }
+
+    fn reload_cache(&mut self) {
+        for i in 0..self.cache.len() {
+            let (g, l) = self.cache[i];
+            self.emit(I::GlobalGet(g));
+            self.emit(I::LocalSet(l));
+        }
+    }
+
+    /// Read a layout global, from its cache local when it has one.
+    fn global_get(&mut self, g: u32) {
+        match self.cache.iter().find(|(cg, _)| *cg == g) {
+            Some(&(_, l)) => self.emit(I::LocalGet(l)),
+            None => self.emit(I::GlobalGet(g)),
+        }
     }
 
     /// Push the memory's current size in bytes as `i64`.
     fn size_bytes(&mut self, plan: &Plan) {
         match plan.size {
             Size::Const(b) => self.emit(I::I64Const(b as i64)),
-            Size::Global(g) => self.emit(I::GlobalGet(g)),
+            Size::Global(g) => self.global_get(g),
             Size::Derived => {
                 self.emit(I::MemorySize(0));
                 if !self.c64() {
@@ -1207,7 +1304,7 @@ impl<'a> Emitter<'_, 'a> {
                         self.emit(I::I64Sub);
                     }
                     Base::Global(g, _) => {
-                        self.emit(I::GlobalGet(g));
+                        self.global_get(g);
                         if !self.c64() {
                             self.emit(I::I64ExtendI32U);
                         }
@@ -1279,7 +1376,7 @@ impl<'a> Emitter<'_, 'a> {
         match plan.base {
             Base::Const(b) => b,
             Base::Global(g, _) => {
-                self.emit(I::GlobalGet(g));
+                self.global_get(g);
                 self.emit(if self.c64() { I::I64Add } else { I::I32Add });
                 0
             }
@@ -1466,6 +1563,7 @@ impl<'a> Emitter<'_, 'a> {
             Operator::MemoryGrow { mem } => {
                 let f = self.layout.plan(mem).grow_fn.expect("grow helper planned");
                 self.emit(I::Call(f));
+                self.reload_cache();
             }
             Operator::MemoryFill { mem } => self.memory_fill(mem),
             Operator::MemoryCopy { dst_mem, src_mem } => self.memory_copy(dst_mem, src_mem),
@@ -1476,10 +1574,19 @@ impl<'a> Emitter<'_, 'a> {
                 )))
             }
             op => {
+                let call = matches!(
+                    op,
+                    Operator::Call { .. }
+                        | Operator::CallIndirect { .. }
+                        | Operator::CallRef { .. }
+                );
                 let i = RoundtripReencoder
                     .instruction(op)
                     .map_err(|e| Error::Internal(format!("re-encoding failed: {e}")))?;
                 self.emit(i);
+                if call {
+                    self.reload_cache();
+                }
             }
         }
         Ok(())
@@ -1528,12 +1635,67 @@ fn rewrite_body(
         locals.push((n, ty));
     }
     let mut emitter = Emitter::new(layout, count);
+    let globals = cacheable_globals(layout, &body)?;
+    if !globals.is_empty() {
+        emitter.cache_globals(&globals);
+    }
     let mut reader = body.get_operators_reader()?;
     while !reader.eof() {
         let op = reader.read()?;
         emitter.instruction(op).map_err(BodyError::Other)?;
     }
     Ok(emitter.finish(locals))
+}
+
+/// The layout globals (bases and sizes) of the memories a function body
+/// uses, with their types, when it pays and is safe to cache them in
+/// locals: empty for bodies without memory instructions, and for bodies
+/// that catch exceptions (a callee could grow a memory and then throw, and
+/// the handler would see stale locals).
+fn cacheable_globals(
+    layout: &Layout,
+    body: &wasmparser::FunctionBody<'_>,
+) -> std::result::Result<Vec<(u32, ValType)>, BodyError> {
+    let mut used = vec![false; layout.plans.len()];
+    let mut reader = body.get_operators_reader()?;
+    while !reader.eof() {
+        match reader.read()? {
+            Operator::TryTable { .. }
+            | Operator::Try { .. }
+            | Operator::Catch { .. }
+            | Operator::CatchAll
+            | Operator::Delegate { .. } => return Ok(Vec::new()),
+            Operator::MemorySize { mem }
+            | Operator::MemoryFill { mem }
+            | Operator::MemoryInit { mem, .. } => used[mem as usize] = true,
+            Operator::MemoryCopy { dst_mem, src_mem } => {
+                used[dst_mem as usize] = true;
+                used[src_mem as usize] = true;
+            }
+            op => {
+                if let Some((memarg, _)) = access_operands(&op) {
+                    used[memarg.memory as usize] = true;
+                }
+            }
+        }
+    }
+    let memories = (0..used.len() as u32).filter(|&m| used[m as usize]);
+    let c_ty = if layout.c64 {
+        ValType::I64
+    } else {
+        ValType::I32
+    };
+    let mut globals = Vec::new();
+    for m in memories {
+        let plan = layout.plan(m);
+        if let Base::Global(g, _) = plan.base {
+            globals.push((g, c_ty));
+        }
+        if let Size::Global(g) = plan.size {
+            globals.push((g, ValType::I64));
+        }
+    }
+    Ok(globals)
 }
 
 /// `memory.grow` of one memory: `(delta) -> old size or -1`.
@@ -1701,6 +1863,59 @@ fn grow_helper(layout: &Layout, memory: u32) -> wasm_encoder::Function {
     e.finish(Vec::new())
 }
 
+/// Start of the generated start function when memory 0 is imported: grow
+/// the host's memory by `pages` (trap when it cannot), set memory 0's size
+/// to the host memory's size `s0` and move every later base up by `s0`
+/// minus memory 0's minimum (the bases were planned for the minimum).
+fn import_grow(e: &mut Emitter<'_, '_>, layout: &Layout, pages: u64) {
+    let plan0 = layout.plan(0).clone();
+    let old = e.local(ValType::I64);
+    e.emit(if layout.c64 {
+        I::I64Const(pages as i64)
+    } else {
+        I::I32Const(pages as u32 as i32)
+    });
+    e.emit(I::MemoryGrow(0));
+    if layout.c64 {
+        e.emit(I::LocalTee(old));
+        e.emit(I::I64Const(-1));
+    } else {
+        // -1 as i32 becomes 0xffffffff: no real size has that many pages.
+        e.emit(I::I64ExtendI32U);
+        e.emit(I::LocalTee(old));
+        e.emit(I::I64Const(0xffff_ffff));
+    }
+    e.emit(I::I64Eq);
+    e.emit(I::If(BlockType::Empty));
+    e.emit(I::Unreachable);
+    e.emit(I::End);
+    e.emit(I::LocalGet(old));
+    e.emit(I::I64Const(layout.page_log2 as i64));
+    e.emit(I::I64Shl);
+    e.emit(I::LocalSet(old));
+    if let Size::Global(g) = plan0.size {
+        e.emit(I::LocalGet(old));
+        e.emit(I::GlobalSet(g));
+    }
+    let moved = e.local(ValType::I64);
+    e.emit(I::LocalGet(old));
+    e.emit(I::I64Const((plan0.min * layout.page_size) as i64));
+    e.emit(I::I64Sub);
+    e.emit(I::LocalSet(moved));
+    for &later in &layout.slots[1..] {
+        if let Base::Global(g, _) = layout.plan(later).base {
+            e.emit(I::GlobalGet(g));
+            e.emit(I::LocalGet(moved));
+            if !layout.c64 {
+                e.emit(I::I32WrapI64);
+            }
+            e.emit(if layout.c64 { I::I64Add } else { I::I32Add });
+            e.emit(I::GlobalSet(g));
+        }
+    }
+    e.release_all();
+}
+
 /// The generated start function: apply the deferred segments in order with
 /// the original's checks, drop them, then call the original start function.
 fn start_function(
@@ -1712,6 +1927,9 @@ fn start_function(
 ) -> Result<wasm_encoder::Function> {
     let perr = |e: wasmparser::BinaryReaderError| Error::from_parser(input, &e);
     let mut e = Emitter::new(layout, 0);
+    if let Some(pages) = layout.import_grow_pages {
+        import_grow(&mut e, layout, pages);
+    }
     // Re-read the offset expressions of the deferred segments.
     let mut offsets = Vec::new();
     for payload in wasmparser::Parser::new(0).parse_all(input) {

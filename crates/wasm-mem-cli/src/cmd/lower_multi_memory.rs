@@ -1,5 +1,6 @@
 //! `wasm-mem lower multi-memory`: combine all memories into one.
 
+use crate::component::ModuleArgs;
 use crate::io::{rewrite_module, OutputArgs};
 use anyhow::Result;
 use std::process::ExitCode;
@@ -29,13 +30,11 @@ pub struct Opts {
     /// unsafe for untrusted code). memory.size and memory.grow stay exact.
     #[arg(long)]
     pub unchecked: bool,
-    /// When memory 0 is imported, import the combined memory even if the
-    /// host must then provide a larger memory (the report says how large).
-    #[arg(long)]
-    pub combined_import: bool,
     /// Print the report as JSON on stdout (needs -o).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub modules: ModuleArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -45,12 +44,13 @@ impl Opts {
     pub fn run(&self) -> Result<ExitCode> {
         let options = LowerOptions {
             checked: !self.unchecked,
-            combined_import: self.combined_import,
         };
         rewrite_module(
             &self.input,
             &self.output,
             self.json,
+            &self.modules,
+            "lower multi-memory",
             |module| Ok(lower_multi_memory(module, &options)?),
             |report| report.to_text(),
         )
