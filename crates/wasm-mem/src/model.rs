@@ -481,9 +481,16 @@ impl ModuleInfo {
         for (segment, expr) in info.data_segments.iter_mut().zip(&data_offsets) {
             if let (Some(expr), Some(memory)) = (expr, segment.memory) {
                 if let Some((global, addend)) = single_global_get(expr) {
-                    let wide = info.memories[memory as usize].memory64;
-                    let resolved = info.globals[global as usize]
-                        .init
+                    // Indices are unchecked here (the validator checks
+                    // them): an out-of-range one resolves to nothing.
+                    let wide = info
+                        .memories
+                        .get(memory as usize)
+                        .is_some_and(|m| m.memory64);
+                    let resolved = info
+                        .globals
+                        .get(global as usize)
+                        .and_then(|g| g.init)
                         .map(|v| wrap(v.wrapping_add(addend as u64), wide));
                     segment.offset = Some(Offset::Global {
                         global,
