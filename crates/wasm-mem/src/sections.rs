@@ -154,6 +154,18 @@ pub fn split(bytes: &[u8]) -> Result<Vec<RawSection>> {
             Payload::End(_) => break,
             Payload::Version { .. } => {}
             Payload::CodeSectionStart { range, .. } => {
+                // The streaming parser reports the code section from its
+                // header alone: its declared size may run past the input.
+                if range.end > bytes.len() {
+                    return Err(Error::Invalid {
+                        message: format!(
+                            "section size mismatch: the code section claims {} bytes, {} remain",
+                            range.end - range.start,
+                            bytes.len().saturating_sub(range.start)
+                        ),
+                        location: locate(bytes, range.start),
+                    });
+                }
                 sections.push(RawSection {
                     id: ids::CODE,
                     range: prev_end..range.end,
