@@ -63,20 +63,35 @@
 //!   `g + k` does not wrap around the address space, i.e. that the base plus
 //!   the group's extent stays below 2^32 (2^64); such a base could never
 //!   place the group in memory.
+//! * Passive segments: a passive segment whose every `memory.init` has
+//!   constant source offset and length (two `i32.const`s directly before)
+//!   is split into pieces at zero runs where that pays, counting the data
+//!   bytes and the code growth of the rewritten `memory.init` and `data.drop`
+//!   sites; a passive segment code never reads is dropped. Each `memory.init`
+//!   becomes a sequence that traps exactly when the original does, writes
+//!   nothing before trapping and then writes the same bytes; `data.drop`
+//!   drops every piece. The algorithm and its exactness argument are in
+//!   [`crate::pack_passive`]. Other passive segments are kept byte for byte.
 //! * Segment indices used by code (`memory.init`, `data.drop`) keep their
-//!   meaning, so the code section is copied byte for byte: without such
-//!   uses, passive segments are placed after the active ones; with them,
+//!   meaning. When no passive segment is split and no active segment is kept
+//!   as is (no suffix), the code section is copied byte for byte: without
+//!   such uses, passive segments are placed after the active ones; with them,
 //!   every index up to the largest one used keeps its kind (a passive segment
 //!   stays at its index; an active one is replaced by a packed piece or, when
 //!   pieces run out, an empty segment at offset 0, which is in bounds and
-//!   writes nothing). A module that uses data indices and also has a suffix
-//!   is left unchanged.
-//! * Passive segments are kept byte for byte (splitting them would need
-//!   `memory.init` rewriting, which this pass does not do).
+//!   writes nothing). Otherwise the output is active pieces, the suffix, then
+//!   the passive segments and pieces in input order, and code is renumbered:
+//!   a kept passive segment to its new index, an active one (dropped at
+//!   instantiation, so only `memory.init` with length and offset 0 succeeds
+//!   on it) to the first active segment of the output (an empty one at offset
+//!   0 is added when there is none). Only the function bodies whose data
+//!   indices change are re-encoded; the others are copied byte for byte. The
+//!   data count section follows the new count.
 //! * Names of data segments follow the new indices; a piece takes the name
 //!   of the segment that wrote its first byte, for the first such piece only.
-//! * When the packed data section (plus data count section) is not smaller
-//!   than the input's and the input respects the cap, the output is the input.
+//! * When the packed data section (plus data count section, plus the code
+//!   section when code was rewritten) is not smaller than the input's and
+//!   the input respects the cap, the output is the input.
 //!
 //! Every other section is copied byte for byte; the output is validated.
 

@@ -945,3 +945,27 @@ fn data_indices_are_renumbered_when_active_segments_are_kept() {
     assert_eq!(a.0, [false, true, true]);
     assert!(a == b, "outcomes {:?} vs {:?}", a.0, b.0);
 }
+
+#[test]
+fn the_script_catches_a_write_before_the_drop_trap() {
+    // A wrong rewrite (memory.fill before checking that the segment is
+    // dropped) must be told apart from the original by the script above.
+    let data = r#"(data $p "ab\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00cd")"#;
+    let original = wat(&format!(
+        r#"(module (memory (export "m0") 1) (memory (export "m1") i64 1) {data}
+            (func (export "init0") (param i32) local.get 0 i32.const 0 i32.const 22 memory.init $p)
+            (func (export "drop0") data.drop $p))"#
+    ));
+    let wrong = wat(&format!(
+        r#"(module (memory (export "m0") 1) (memory (export "m1") i64 1) {data}
+            (func (export "init0") (param i32)
+                local.get 0 i32.const 0 i32.const 22 memory.fill
+                local.get 0 i32.const 0 i32.const 22 memory.init $p)
+            (func (export "drop0") data.drop $p))"#
+    ));
+    let sites = [(0, 0, 0, 22)];
+    let a = run_passive_script(&original, &sites, &[0]);
+    let b = run_passive_script(&wrong, &sites, &[0]);
+    assert_eq!(a.0, b.0, "same traps");
+    assert_ne!(a.1, b.1, "the zeros written before the trap are visible");
+}
