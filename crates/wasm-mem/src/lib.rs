@@ -6,6 +6,7 @@
 
 #![deny(missing_docs)]
 
+pub mod component;
 pub mod error;
 pub mod footprint;
 pub mod image;
