@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod memory64_common;
 pub mod model;
 pub mod pack;
+pub mod pack_objective;
 mod pack_passive;
 pub mod pages;
 pub mod raise_memory64;

@@ -671,17 +671,18 @@ fn solve_all(domains: &[Domain<'_>], lambda: u64) -> (Vec<Solution>, u64, u64) {
 fn solve_capped(
     domains: &[Domain<'_>],
     cap: u64,
+    penalty: u64,
 ) -> Option<(Vec<Solution>, u64, u64, Option<u64>)> {
-    let (s0, c0, n0) = solve_all(domains, 0);
+    let (s0, c0, n0) = solve_all(domains, penalty);
     if n0 <= cap {
         return Some((s0, c0, n0, None));
     }
-    let mut hi = domains.iter().map(Domain::max_gap).max().unwrap_or(0) + 64;
+    let mut hi = (domains.iter().map(Domain::max_gap).max().unwrap_or(0) + 64).max(penalty + 1);
     let (s_hi, c_hi, n_hi) = solve_all(domains, hi);
     if n_hi > cap {
         return None;
     }
-    let mut lo = 0u64; // count(lo) > cap
+    let mut lo = penalty; // count(lo) > cap
     let mut best = (s_hi, c_hi, n_hi);
     let mut below = (c0, n0);
     while hi - lo > 1 {
@@ -721,6 +722,33 @@ pub fn pack(
     input: &[u8],
     info: &ModuleInfo,
     options: &PackOptions,
+) -> Result<(Vec<u8>, PackReport)> {
+    pack_impl(input, info, options, 0, true)
+}
+
+/// Hook for [`crate::pack_objective`]: pack with `penalty` added to the cost
+/// of every segment in the dynamic program (0 gives the raw optimum, a
+/// penalty above every bridgeable gap one segment per bridgeable region;
+/// the cap is met as in [`pack`]), and keep the result even when its data
+/// section is larger than the input's. Same exactness guarantees as
+/// [`pack`]; the output is validated.
+pub fn pack_with_penalty(
+    input: &[u8],
+    info: &ModuleInfo,
+    options: &PackOptions,
+    penalty: u64,
+) -> Result<(Vec<u8>, PackReport)> {
+    pack_impl(input, info, options, penalty, false)
+}
+
+/// [`pack`] with a per-segment `penalty`; `fallback`: return the input when
+/// the packed data section is not smaller.
+fn pack_impl(
+    input: &[u8],
+    info: &ModuleInfo,
+    options: &PackOptions,
+    penalty: u64,
+    fallback: bool,
 ) -> Result<(Vec<u8>, PackReport)> {
     let segments = &info.data_segments;
     let mut report = PackReport {
@@ -916,10 +944,11 @@ pub fn pack(
         if limit < fixed {
             continue;
         }
-        let Some((solutions, cost, count, gap)) = solve_capped(&domains, limit - fixed) else {
+        let Some((solutions, cost, count, gap)) = solve_capped(&domains, limit - fixed, penalty)
+        else {
             continue;
         };
-        let total = cost + uleb_len(count + fixed) * lebs_per_count;
+        let total = cost + uleb_len(count + fixed) * lebs_per_count + penalty * count;
         if chosen.as_ref().is_none_or(|c| total < c.1) {
             chosen = Some((solutions, total, gap));
         }
@@ -1142,7 +1171,7 @@ pub fn pack(
         m.segments_after = count;
         m.bytes_after = bytes;
     }
-    if after_total >= before_total && !must_change {
+    if fallback && after_total >= before_total && !must_change {
         for m in &mut report.memories {
             m.segments_after = m.segments_before;
             m.bytes_after = m.bytes_before;
