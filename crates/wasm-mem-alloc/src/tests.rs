@@ -319,6 +319,119 @@ fn randomized_long() {
     }
 }
 
+/// The inlined fast path (left out of size-optimized builds) is a pure
+/// shortcut: two heaps over equal arenas, one allocating through `alloc`
+/// (fast path first) and one through `alloc_slow` only, return the same
+/// offsets and end in the same state for the same random sequence.
+#[test]
+fn fast_path_matches_slow_path() {
+    let mut fast = Heap::new(TestBackend::new(4 << 20, 0));
+    let mut slow = Heap::new(TestBackend::new(4 << 20, 0));
+    let base = |heap: &Heap<TestBackend>| heap.backend.regions.first().map_or(0, |r| r.0);
+    let mut rng = Rng(0xfa57_0001);
+    let mut live: Vec<(*mut u8, *mut u8)> = Vec::new();
+    let mut hits = 0;
+    for _ in 0..50_000 {
+        if live.len() < 500 && rng.below(2) == 0 || live.is_empty() {
+            let size = random_size(&mut rng) % 512;
+            let align = 1 << rng.below(4);
+            let exact = size < SL * G - W && fast.heads[block_size(size) >> G_LOG2] != 0;
+            hits += exact as usize;
+            let (a, b) = unsafe { (fast.alloc(size, align), slow.alloc_slow(size, align)) };
+            assert!(!a.is_null() && !b.is_null());
+            assert_eq!(
+                a as usize - base(&fast),
+                b as usize - base(&slow),
+                "same block for {size} bytes"
+            );
+            live.push((a, b));
+        } else {
+            let (a, b) = live.swap_remove(rng.below(live.len() as u64) as usize);
+            unsafe { (fast.free(a), slow.free(b)) };
+        }
+    }
+    assert!(hits > 10_000, "the fast path ran ({hits} times)");
+    validate(&fast);
+    validate(&slow);
+    for class in 0..LISTS {
+        let offset = |heap: &Heap<TestBackend>| match heap.heads[class] {
+            0 => 0,
+            head => head - base(heap),
+        };
+        assert_eq!(offset(&fast), offset(&slow), "list {class}");
+    }
+    assert_eq!(fast.rows, slow.rows);
+    assert_eq!(fast.row_bits, slow.row_bits);
+}
+
+/// A request finds a block of the next class up, all of whose blocks fit,
+/// even when the request sits high in its own class (the search once
+/// rounded up by a sixteenth of the size and skipped that class).
+#[test]
+fn search_takes_the_next_class_up() {
+    let mut heap = Heap::new(TestBackend::new(1 << 20, 0));
+    unsafe {
+        // Class width at 2^16 is 2^16 / SL: a request near the top of one
+        // class and a free block at the start of the next.
+        let width = (1 << 16) / SL;
+        let block = (1 << 16) + 3 * width;
+        let request = block - G - W;
+        let a = heap.alloc(block - W, 8);
+        let guard = heap.alloc(16, 8);
+        heap.free(a);
+        let before = heap.backend().arena.remaining();
+        assert_eq!(class_of(block_size(request)) + 1, class_of(block));
+        let b = heap.alloc(request, 8);
+        assert_eq!(b, a, "the free block of the next class is used");
+        assert_eq!(heap.backend().arena.remaining(), before, "no growth");
+        heap.free(b);
+        heap.free(guard);
+    }
+    validate(&heap);
+}
+
+/// A freed block no larger than the head of its list goes second, so the
+/// head stays the larger one; a larger block becomes the head.
+#[test]
+fn list_head_stays_the_larger_block() {
+    let mut heap = Heap::new(TestBackend::new(1 << 20, 0));
+    unsafe {
+        // One free region first, so the blocks below are carved from it with
+        // their exact sizes (growth rounds them up otherwise).
+        let room = heap.alloc(64 << 10, 8);
+        heap.free(room);
+        // Three blocks of one class (sizes within 1/SL of each other),
+        // separated by used guards so they do not merge.
+        let big = heap.alloc(4096 + G, 8);
+        let g1 = heap.alloc(16, 8);
+        let small = heap.alloc(4096, 8);
+        let g2 = heap.alloc(16, 8);
+        let bigger = heap.alloc(4096 + 2 * G, 8);
+        let g3 = heap.alloc(16, 8);
+        let class = class_of(block_size(4096));
+        for ptr in [big, small, bigger] {
+            assert_eq!(class_of(heap.usable_size(ptr) + W), class);
+        }
+        heap.free(big);
+        heap.free(small);
+        assert_eq!(
+            heap.heads[class],
+            big as usize - W,
+            "the smaller goes second"
+        );
+        heap.free(bigger);
+        assert_eq!(heap.heads[class], bigger as usize - W, "a larger one leads");
+        validate(&heap);
+        // The own-class check now serves a request the old head would not.
+        let again = heap.alloc(4096 + 2 * G, 8);
+        assert_eq!(again, bigger);
+        for ptr in [again, g1, g2, g3] {
+            heap.free(ptr);
+        }
+    }
+    validate(&heap);
+}
+
 #[test]
 fn buffer_grows_in_place_at_the_top() {
     let mut heap = Heap::new(TestBackend::new(8 << 20, 0));
