@@ -4,6 +4,15 @@
 #
 #   bench/alloc/run.sh            # full run
 #   ALLOC_BENCH_QUICK=1 bench/alloc/run.sh   # a tenth of the work, for a smoke test
+#   ALLOC_BENCH_ONLY=ours bench/alloc/run.sh  # only the named allocators (comma-separated)
+#
+# The guests build under $CARGO_TARGET_DIR/alloc-bench-guest. The host driver
+# (wasmtime) builds in $ALLOC_BENCH_DRIVER_TARGET_DIR (default: $CARGO_TARGET_DIR)
+# with profile $ALLOC_BENCH_DRIVER_PROFILE (default: release), so an already
+# built wasmtime can be reused, e.g. the workspace's dev build:
+#   ALLOC_BENCH_DRIVER_TARGET_DIR=$HOME/.cache/wasm-mem/ci-target ALLOC_BENCH_DRIVER_PROFILE=dev bench/alloc/run.sh
+# Fuel counts executed wasm operators, so the figures do not depend on the
+# driver's profile (only the run time does).
 #
 # Needs: rustup target add wasm32-unknown-unknown; wasm-opt (Debian binaryen).
 set -eu
@@ -14,7 +23,9 @@ mkdir -p "$out"
 command -v wasm-opt >/dev/null || { echo "wasm-opt not found (apt-get install binaryen)" >&2; exit 2; }
 
 guest_target=$target/alloc-bench-guest
-for name in empty ours talc rlsf dlmalloc lol_alloc; do
+names="ours talc rlsf dlmalloc lol_alloc"
+[ -n "${ALLOC_BENCH_ONLY:-}" ] && names=$(echo "$ALLOC_BENCH_ONLY" | tr , ' ')
+for name in empty $names; do
     for profile in release size; do
         CARGO_TARGET_DIR=$guest_target cargo build --quiet --locked \
             --manifest-path "$root/bench/alloc/guest/Cargo.toml" \
@@ -30,4 +41,5 @@ for name in empty ours talc rlsf dlmalloc lol_alloc; do
 done
 
 cd "$root"
-cargo run --quiet --release -p alloc-bench-driver -- "$out"
+CARGO_TARGET_DIR=${ALLOC_BENCH_DRIVER_TARGET_DIR:-$target} cargo run --quiet \
+    --profile "${ALLOC_BENCH_DRIVER_PROFILE:-release}" -p alloc-bench-driver -- "$out"
