@@ -142,3 +142,39 @@ fn global_offsets_report_the_extended_const_saving() {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["segments_after"], 2);
 }
+
+#[test]
+fn splits_passive_segments_and_reports_them() {
+    let zeros = "\\00".repeat(600);
+    let text = format!(
+        r#"(module (memory (export "m") 1)
+  (data $p "abc{zeros}def")
+  (func (export "init") (param i32)
+    (memory.init $p (local.get 0) (i32.const 0) (i32.const 606)))
+  (func (export "drop") (data.drop $p)))"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.wat");
+    let output = dir.path().join("out.wasm");
+    std::fs::write(&input, &text).unwrap();
+    let (i, o) = (input.to_str().unwrap(), output.to_str().unwrap());
+    let r = run(&["pack", i, "-o", o]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("passive: 609 -> 10 bytes, 1 -> 2 segments (1 split, 1 memory.init and 1 data.drop rewritten"),
+        "{}",
+        stderr(&r)
+    );
+    let r = run(&["pack", i, "-o", o, "--json"]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(report["passive_segments"], 1);
+    assert_eq!(report["passive_segments_after"], 2);
+    assert_eq!(report["passive_bytes_before"], 609);
+    assert_eq!(report["passive_bytes_after"], 10);
+    assert_eq!(report["memory_init_rewritten"], 1);
+    assert_eq!(report["data_drop_rewritten"], 1);
+    assert!(report["code_section_after"].as_u64() > report["code_section_before"].as_u64());
+    let packed = std::fs::read(&output).unwrap();
+    assert!(packed.len() + 500 < wat::parse_str(&text).unwrap().len());
+}

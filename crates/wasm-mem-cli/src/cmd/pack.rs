@@ -14,7 +14,9 @@ use wasm_mem::ModuleInfo;
 /// by an exact dynamic program over the real encoding cost of every
 /// segment. Instantiation traps, overlapping writes, imported memories (whose
 /// unwritten bytes stay unwritten), multi-memory, memory64 and custom page
-/// sizes are handled exactly; passive segments and every other section are
+/// sizes are handled exactly; passive segments whose `memory.init` uses are
+/// constant are split at zero runs where it pays (with `memory.init` and
+/// `data.drop` rewritten to trap exactly as before); every other section is
 /// copied byte for byte. The report (stderr, or `--json` on stdout) gives
 /// bytes and segment counts before and after, per memory.
 #[derive(clap::Args, Debug)]
@@ -86,8 +88,16 @@ fn describe(report: &PackReport) -> String {
     }
     if report.passive_segments > 0 {
         text += &format!(
-            "{} passive segment(s) kept as they are\n",
-            report.passive_segments
+            "passive: {} -> {} bytes, {} -> {} segments ({} split, {} memory.init and {} data.drop rewritten; code section {} -> {} bytes)\n",
+            report.passive_bytes_before,
+            report.passive_bytes_after,
+            report.passive_segments,
+            report.passive_segments_after,
+            report.passive_segments_split,
+            report.memory_init_rewritten,
+            report.data_drop_rewritten,
+            report.code_section_before,
+            report.code_section_after
         );
     }
     if let Some(gap) = report.cap_gap_bytes {
