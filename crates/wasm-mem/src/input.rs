@@ -1,8 +1,12 @@
 //! Reading input (binary or text) and validating modules.
 
 use crate::error::{Error, Result};
+use rayon::prelude::*;
 use std::borrow::Cow;
-use wasmparser::{Validator, WasmFeatures};
+use wasmparser::{
+    FuncToValidate, FuncValidatorAllocations, FunctionBody, Parser, ValidPayload, Validator,
+    WasmFeatures,
+};
 
 /// The features wasm-mem accepts: everything wasmparser validates by default
 /// (Wasm 3.0: multi-memory, memory64, bulk memory, extended-const, SIMD,
@@ -35,22 +39,79 @@ pub fn validate(bytes: &[u8]) -> Result<()> {
 
 /// Validate a core module with the given features.
 pub fn validate_with(bytes: &[u8], features: WasmFeatures) -> Result<()> {
-    Validator::new_with_features(features)
-        .validate_all(bytes)
-        .map(|_| ())
-        .map_err(|e| Error::from_parser(bytes, &e))
+    validate_parallel(bytes, features, Bodies::Validate).map_err(|e| Error::from_parser(bytes, &e))
+}
+
+/// Whether [`validate_output`] validates function bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bodies {
+    /// Validate every function body.
+    Validate,
+    /// The bodies and everything they depend on are byte-identical to those
+    /// of a module that validated with the same features (see
+    /// [`crate::rewrite`]): validate only the module-level sections.
+    AlreadyValid,
 }
 
 /// Validate the output of a pass: failure is an internal error, never a file.
-pub fn validate_output(bytes: &[u8], features: WasmFeatures, pass: &str) -> Result<()> {
-    Validator::new_with_features(features)
-        .validate_all(bytes)
-        .map(|_| ())
-        .map_err(|e| {
-            Error::Internal(format!(
-                "{pass} produced an invalid module: {} at byte offset {}",
-                e.message(),
-                e.offset()
-            ))
-        })
+pub fn validate_output(
+    bytes: &[u8],
+    features: WasmFeatures,
+    pass: &str,
+    bodies: Bodies,
+) -> Result<()> {
+    validate_parallel(bytes, features, bodies).map_err(|e| {
+        Error::Internal(format!(
+            "{pass} produced an invalid module: {} at byte offset {}",
+            e.message(),
+            e.offset()
+        ))
+    })
+}
+
+/// Below this many bytes of function bodies, validation stays on one thread:
+/// handing work to the rayon pool costs more than it saves.
+const PARALLEL_CODE_BYTES: usize = 256 * 1024;
+
+/// What `Validator::validate_all` does, with the function bodies (the bulk of
+/// the work) validated in parallel once the module-level sections have been.
+/// The error reported is the one of the first invalid function in index
+/// order, whatever the thread count, so messages are deterministic.
+fn validate_parallel(
+    bytes: &[u8],
+    features: WasmFeatures,
+    bodies: Bodies,
+) -> std::result::Result<(), wasmparser::BinaryReaderError> {
+    let mut validator = Validator::new_with_features(features);
+    let mut functions = Vec::new();
+    let mut code_bytes = 0;
+    let mut parser = Parser::new(0);
+    parser.set_features(features);
+    for payload in parser.parse_all(bytes) {
+        if let ValidPayload::Func(func, body) = validator.payload(&payload?)? {
+            code_bytes += body.range().len();
+            functions.push((func, body));
+        }
+    }
+    let check = |allocs: &mut FuncValidatorAllocations,
+                 (func, body): (FuncToValidate<_>, FunctionBody<'_>)| {
+        let mut validator = func.into_validator(std::mem::take(allocs));
+        let result = validator.validate(&body);
+        *allocs = validator.into_allocations();
+        result
+    };
+    if bodies == Bodies::AlreadyValid {
+        return Ok(());
+    }
+    if code_bytes < PARALLEL_CODE_BYTES {
+        let mut allocs = FuncValidatorAllocations::default();
+        return functions
+            .into_iter()
+            .try_for_each(|f| check(&mut allocs, f));
+    }
+    functions
+        .into_par_iter()
+        .map_init(FuncValidatorAllocations::default, check)
+        .find_map_first(|result| result.err())
+        .map_or(Ok(()), Err)
 }

@@ -298,7 +298,8 @@ impl ModuleInfo {
         let mut memory_names = BTreeMap::new();
         let mut global_names = BTreeMap::new();
         let mut data_names = BTreeMap::new();
-        let mut counter = Counter::default();
+        let mut bodies = Vec::new();
+        let mut code_bytes = 0;
 
         for payload in Parser::new(0).parse_all(bytes) {
             match payload.map_err(err)? {
@@ -412,11 +413,8 @@ impl ModuleInfo {
                     }
                 }
                 Payload::CodeSectionEntry(body) => {
-                    let mut reader = body.get_operators_reader().map_err(err)?;
-                    while !reader.eof() {
-                        reader.visit_operator(&mut counter).map_err(err)?;
-                    }
-                    reader.finish().map_err(err)?;
+                    code_bytes += body.range().len();
+                    bodies.push(body);
                 }
                 Payload::CustomSection(reader) => {
                     if let KnownCustom::Name(names) = reader.as_known() {
@@ -501,6 +499,7 @@ impl ModuleInfo {
             }
         }
 
+        let counter = Counter::count(&bodies, code_bytes).map_err(err)?;
         for (memory, counts) in counter.per_memory {
             if let Some(m) = info.memories.get_mut(memory as usize) {
                 m.instructions = counts;
@@ -722,7 +721,57 @@ struct Counter {
     data_drops: u64,
 }
 
+/// Below this many bytes of function bodies the instructions are counted on
+/// one thread (the rayon pool costs more than it saves).
+const PARALLEL_CODE_BYTES: usize = 256 * 1024;
+
 impl Counter {
+    /// Count the memory instructions of all `bodies` (`code_bytes` long in
+    /// all), in parallel for large modules. Sums do not depend on the order,
+    /// and the error reported is the first one in function order, so the
+    /// result is the same whatever the thread count.
+    fn count(
+        bodies: &[wasmparser::FunctionBody<'_>],
+        code_bytes: usize,
+    ) -> std::result::Result<Counter, wasmparser::BinaryReaderError> {
+        let one = |body: &wasmparser::FunctionBody<'_>| {
+            let mut counter = Counter::default();
+            let mut reader = body.get_operators_reader()?;
+            while !reader.eof() {
+                reader.visit_operator(&mut counter)?;
+            }
+            reader.finish()?;
+            Ok(counter)
+        };
+        let counters: Vec<_> = if code_bytes < PARALLEL_CODE_BYTES {
+            bodies.iter().map(one).collect()
+        } else {
+            use rayon::prelude::*;
+            bodies.par_iter().map(one).collect()
+        };
+        let mut total = Counter::default();
+        for counter in counters {
+            total.merge(counter?);
+        }
+        Ok(total)
+    }
+
+    fn merge(&mut self, other: Counter) {
+        for (memory, c) in other.per_memory {
+            let t = self.counts(memory);
+            t.loads += c.loads;
+            t.stores += c.stores;
+            t.atomics += c.atomics;
+            t.size += c.size;
+            t.grow += c.grow;
+            t.fill += c.fill;
+            t.copy += c.copy;
+            t.init += c.init;
+            t.discard += c.discard;
+        }
+        self.data_drops += other.data_drops;
+    }
+
     fn counts(&mut self, memory: u32) -> &mut InstructionCounts {
         self.per_memory.entry(memory).or_default()
     }

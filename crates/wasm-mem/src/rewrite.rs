@@ -10,6 +10,15 @@
 //! an invalid result is an [`Error::Internal`], never an output file. When no
 //! section was touched, `finish` returns the input bytes unchanged.
 //!
+//! The input must be a module that validates with [`crate::input::features`]
+//! (every caller validates its input first). `finish` relies on that in one
+//! case: when the pass changed only the data section (and custom sections),
+//! every function body is byte-identical to the input's in a byte-identical
+//! context, so the output's module-level sections and data segments are
+//! validated in full and the bodies are not validated a second time. This
+//! halves the validation work of `pack`, whose output otherwise differs only
+//! in its data section.
+//!
 //! Data-segment names: a pass that renumbers data segments calls
 //! [`Rewrite::remap_data_names`], which re-encodes only the data-names
 //! subsection of the `name` section and copies every other subsection as is.
@@ -246,8 +255,43 @@ impl<'a> Rewrite<'a> {
                 Slot::Removed => {}
             }
         }
-        crate::input::validate_output(&out, features, pass)?;
+        let bodies = if features == crate::input::features() && self.function_context_kept() {
+            crate::input::Bodies::AlreadyValid
+        } else {
+            crate::input::Bodies::Validate
+        };
+        crate::input::validate_output(&out, features, pass, bodies)?;
         Ok(out)
+    }
+
+    /// `true` when every known section other than the data section is copied
+    /// from the input as is and in the same order (custom sections aside).
+    /// Function bodies are then byte-identical in a byte-identical context
+    /// (types, imports, functions, tables, memories, tags, globals, exports,
+    /// start, elements, data count), and validating them is a function of
+    /// exactly those bytes: they are as valid as they were in the input. The
+    /// data section takes no part in validating a body (only the data count
+    /// section does).
+    fn function_context_kept(&self) -> bool {
+        let context = |id: u8| id != ids::CUSTOM && id != ids::DATA;
+        let mut kept = Vec::new();
+        for slot in &self.slots {
+            match slot {
+                Slot::Keep(i) => {
+                    let section = &self.sections[*i];
+                    if section.custom_name.is_none() && context(section.id) {
+                        kept.push(*i);
+                    }
+                }
+                Slot::Encoded { id, .. } if context(*id) => return false,
+                Slot::Encoded { .. } => {}
+                Slot::Removed => {}
+            }
+        }
+        let input: Vec<usize> = (0..self.sections.len())
+            .filter(|&i| self.sections[i].custom_name.is_none() && context(self.sections[i].id))
+            .collect();
+        kept == input
     }
 }
 
