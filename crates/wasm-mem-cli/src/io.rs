@@ -5,6 +5,7 @@
 //! directory, renamed over the target only on success, so `-o` may name the
 //! input), or stdout when it is not a terminal; `-t/--wat` prints text.
 
+use crate::component::ModuleArgs;
 use anyhow::{bail, Context, Result};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -42,11 +43,40 @@ impl Input {
     }
 
     /// The input as a validated binary core module (text is assembled first).
+    /// A component is refused: use [`Input::wasm`] where components work.
     pub fn module(&self) -> Result<Vec<u8>> {
         let name = self.name();
         let binary = wasm_mem::input::to_binary(&self.raw).with_context(|| name.clone())?;
+        if wasm_mem::component::is_component(&binary) {
+            return Err(wasm_mem::Error::Refused(
+                "the input is a WebAssembly component; this command works on core modules only"
+                    .into(),
+            ))
+            .with_context(|| name.clone());
+        }
         wasm_mem::input::validate(&binary).with_context(|| name.clone())?;
         Ok(binary.into_owned())
+    }
+}
+
+/// A validated input: a core module or a component.
+pub enum Wasm {
+    /// A binary core module.
+    Module(Vec<u8>),
+    /// A binary component (validated with the component model on).
+    Component(Vec<u8>),
+}
+
+impl Input {
+    /// The input as a validated binary core module or component.
+    pub fn wasm(&self) -> Result<Wasm> {
+        let name = self.name();
+        let binary = wasm_mem::input::to_binary(&self.raw).with_context(|| name.clone())?;
+        if wasm_mem::component::is_component(&binary) {
+            wasm_mem::component::validate(&binary).with_context(|| name.clone())?;
+            return Ok(Wasm::Component(binary.into_owned()));
+        }
+        Ok(Wasm::Module(self.module()?))
     }
 }
 
@@ -145,18 +175,39 @@ pub fn load_manifest(path: Option<&Path>) -> Result<wasm_mem::manifest::Manifest
 /// the destination before the pass runs, read and validate the input, run
 /// `pass` on it, write the result atomically, then print the report: JSON on
 /// stdout with `--json`, else `text(&report)` on stderr.
+///
+/// A component runs `pass` on each core module `modules` selects (see
+/// [`crate::component::rewrite`]); its report lists them by index.
 pub fn rewrite_module<R: serde::Serialize>(
     input: &str,
     output: &OutputArgs,
     json: bool,
-    pass: impl FnOnce(&[u8]) -> Result<(Vec<u8>, R)>,
-    text: impl FnOnce(&R) -> String,
+    modules: &ModuleArgs,
+    pass_name: &str,
+    mut pass: impl FnMut(&[u8]) -> Result<(Vec<u8>, R)>,
+    text: impl Fn(&R) -> String,
 ) -> Result<std::process::ExitCode> {
     if json && output.to_stdout() {
         bail!("--json prints the report on stdout, so the module needs -o FILE");
     }
     output.check_destination()?;
-    let module = Input::read(input)?.module()?;
+    let input = Input::read(input)?;
+    let module = match input.wasm()? {
+        Wasm::Module(module) => module,
+        Wasm::Component(component) => {
+            let (result, report) =
+                crate::component::rewrite(&component, modules.module, pass_name, &mut pass)
+                    .with_context(|| input.name())?;
+            output.write(&result)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                eprint!("{}", crate::component::render_rewrite(&report, text));
+            }
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+    };
+    modules.check_core()?;
     let (result, report) = pass(&module)?;
     output.write(&result)?;
     if json {

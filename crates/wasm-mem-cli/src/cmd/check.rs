@@ -1,10 +1,14 @@
 //! `wasm-mem check`: the static footprint check against a page budget.
 
-use crate::io::{load_manifest, print_json, Input};
-use anyhow::Result;
+use crate::component::{entry, heading, ComponentReport, ModuleArgs};
+use crate::io::{load_manifest, print_json, Input, Wasm};
+use anyhow::{Context, Result};
+use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use wasm_mem::component::{in_module, Component};
 use wasm_mem::footprint::{check, BudgetSource, CheckReport, Severity};
+use wasm_mem::manifest::Manifest;
 use wasm_mem::ModuleInfo;
 
 /// Check that every memory's start-up footprint fits its page budget.
@@ -21,7 +25,8 @@ use wasm_mem::ModuleInfo;
 #[command(after_help = "Examples:
   wasm-mem check app.wasm --budget-pages 16
   wasm-mem check app.wasm --manifest wasm-mem.toml --json
-  wasm-mem check app.wasm --memory 1 --budget-pages 2")]
+  wasm-mem check app.wasm --memory 1 --budget-pages 2
+  wasm-mem check app.component.wasm --module 0 --budget-pages 200   # one core module of a component")]
 pub struct Opts {
     /// Input module (binary or text), or `-` for stdin.
     pub input: String,
@@ -37,6 +42,17 @@ pub struct Opts {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub modules: ModuleArgs,
+}
+
+/// `check --json` on a component: every selected module's check.
+#[derive(Serialize)]
+struct ComponentCheck {
+    /// Every selected module passes.
+    ok: bool,
+    #[serde(flatten)]
+    report: ComponentReport<CheckReport>,
 }
 
 impl Opts {
@@ -44,7 +60,11 @@ impl Opts {
     pub fn run(&self) -> Result<ExitCode> {
         let manifest = load_manifest(self.manifest.as_deref())?;
         let input = Input::read(&self.input)?;
-        let module = input.module()?;
+        let module = match input.wasm()? {
+            Wasm::Module(module) => module,
+            Wasm::Component(component) => return self.run_component(&input, &component, &manifest),
+        };
+        self.modules.check_core()?;
         let info = ModuleInfo::read(&module)?;
         if self.budget_pages.is_some() && self.memory as usize >= info.memories.len() {
             return Err(wasm_mem::Error::Refused(format!(
@@ -66,6 +86,64 @@ impl Opts {
             print!("{}", render(&report));
         }
         Ok(if report.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+}
+
+impl Opts {
+    /// `check` on a component: each selected core module is checked on its
+    /// own; `--budget-pages` applies to memory `--memory` of every selected
+    /// module that has it.
+    fn run_component(&self, input: &Input, bytes: &[u8], manifest: &Manifest) -> Result<ExitCode> {
+        let component = Component::parse(bytes)?;
+        let mut entries = Vec::new();
+        let mut memory_found = false;
+        for module in component.select(self.modules.module)? {
+            let info = ModuleInfo::read(component.module_bytes(module))
+                .map_err(|e| in_module(e, module))
+                .with_context(|| input.name())?;
+            let has_memory = (self.memory as usize) < info.memories.len();
+            memory_found |= has_memory;
+            let budgets: Vec<(u32, u64)> = self
+                .budget_pages
+                .filter(|_| has_memory)
+                .map(|p| (self.memory, p))
+                .into_iter()
+                .collect();
+            entries.push(entry(module, check(&info, manifest, &budgets)));
+        }
+        if self.budget_pages.is_some() && !memory_found {
+            return Err(wasm_mem::Error::Refused(format!(
+                "{}: memory {} does not exist in any selected core module",
+                input.name(),
+                self.memory
+            ))
+            .into());
+        }
+        let report = ComponentReport::new(&component, entries);
+        let ok = report.core_modules.iter().all(|m| m.report.ok);
+        if self.json {
+            print_json(&ComponentCheck { ok, report })?;
+        } else {
+            println!(
+                "{}: component, {} bytes, {} of {} core module(s) checked",
+                input.name(),
+                report.component_size,
+                report.core_modules.len(),
+                report.module_count
+            );
+            for module in &report.core_modules {
+                println!("{}", heading(module));
+                for line in render(&module.report).lines() {
+                    println!("  {line}");
+                }
+            }
+            println!("{}", if ok { "ok" } else { "FAILED" });
+        }
+        Ok(if ok {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

@@ -1,12 +1,15 @@
 //! `wasm-mem inspect`: report every memory, data segment and layout symbol.
 
-use crate::io::{load_manifest, print_json, write_atomically, Input};
-use anyhow::Result;
+use crate::component::{entry, heading, ComponentReport, ModuleArgs};
+use crate::io::{load_manifest, print_json, write_atomically, Input, Wasm};
+use anyhow::{Context, Result};
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use wasm_mem::component::{in_module, Component};
 use wasm_mem::footprint::Severity;
 use wasm_mem::inspect::{inspect, InspectReport};
+use wasm_mem::manifest::Manifest;
 use wasm_mem::model::{MemoryInfo, Offset, SymbolSource};
 use wasm_mem::ModuleInfo;
 
@@ -20,7 +23,9 @@ use wasm_mem::ModuleInfo;
   wasm-mem inspect app.wasm
   wasm-mem inspect app.wasm --json | jq '.memories[0].min_pages'
   wasm-mem inspect app.wat --svg map.svg
-  wasm-mem inspect app.wasm --segments     # list every data segment")]
+  wasm-mem inspect app.wasm --segments     # list every data segment
+  wasm-mem inspect app.component.wasm      # every core module of a component
+  wasm-mem inspect app.component.wasm --module 1 --svg map.svg")]
 pub struct Opts {
     /// Input module (binary or text), or `-` for stdin.
     pub input: String,
@@ -36,6 +41,8 @@ pub struct Opts {
     /// Manifest to read for stack/heap reservations (default: discovered).
     #[arg(long, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
+    #[command(flatten)]
+    pub modules: ModuleArgs,
 }
 
 impl Opts {
@@ -43,7 +50,11 @@ impl Opts {
     pub fn run(&self) -> Result<ExitCode> {
         let manifest = load_manifest(self.manifest.as_deref())?;
         let input = Input::read(&self.input)?;
-        let module = input.module()?;
+        let module = match input.wasm()? {
+            Wasm::Module(module) => module,
+            Wasm::Component(component) => return self.run_component(&input, &component, &manifest),
+        };
+        self.modules.check_core()?;
         let info = ModuleInfo::read(&module)?;
         let report = inspect(&info, module.len(), &manifest);
         if let Some(path) = &self.svg {
@@ -55,6 +66,68 @@ impl Opts {
         } else {
             print!("{}", render(&input.name(), &report, self.segments));
         }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Opts {
+    /// `inspect` on a component: every selected core module, by index and
+    /// position, each with its own report. `--svg` draws the map of the
+    /// one selected module, or of the only core module with a memory.
+    fn run_component(&self, input: &Input, bytes: &[u8], manifest: &Manifest) -> Result<ExitCode> {
+        let component = Component::parse(bytes)?;
+        let selected = component.select(self.modules.module)?;
+        let mut infos = Vec::new();
+        for module in &selected {
+            let info = ModuleInfo::read(component.module_bytes(module))
+                .map_err(|e| in_module(e, module))
+                .with_context(|| input.name())?;
+            infos.push(info);
+        }
+        if let Some(path) = &self.svg {
+            let with_memory: Vec<usize> = (0..selected.len())
+                .filter(|&i| selected.len() == 1 || !infos[i].memories.is_empty())
+                .collect();
+            let [i] = with_memory[..] else {
+                return Err(wasm_mem::Error::Refused(format!(
+                    "--svg draws one core module and {} of the component's core modules have memories: choose one with --module N",
+                    with_memory.len()
+                ))
+                .into());
+            };
+            let svg =
+                wasm_mem::svg::memory_map(&infos[i], component.module_bytes(selected[i]), manifest);
+            write_atomically(path, svg.as_bytes())?;
+        }
+        let entries = selected
+            .iter()
+            .zip(&infos)
+            .map(|(module, info)| entry(module, inspect(info, module.size, manifest)))
+            .collect();
+        let report = ComponentReport::new(&component, entries);
+        if self.json {
+            print_json(&report)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut out = format!(
+            "{}: component, {} bytes, {} core module(s)\n",
+            input.name(),
+            report.component_size,
+            report.module_count
+        );
+        for module in &report.core_modules {
+            let name = heading(module);
+            let name = name.rsplit_once(": ").map_or(name.as_str(), |(n, _)| n);
+            out.push('\n');
+            for line in render(name, &module.report, self.segments).lines() {
+                if !line.is_empty() {
+                    out.push_str("  ");
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        print!("{out}");
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -1,5 +1,6 @@
 //! `wasm-mem lower memory64`: turn 64-bit memories and tables into 32-bit ones.
 
+use crate::component::ModuleArgs;
 use crate::io::{rewrite_module, OutputArgs};
 use anyhow::Result;
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ pub struct Opts {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub modules: ModuleArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
@@ -34,6 +37,8 @@ impl Opts {
             &self.input,
             &self.output,
             self.json,
+            &self.modules,
+            "lower memory64",
             |module| Ok(lower_memory64(module)?),
             |report| report.to_text(),
         )

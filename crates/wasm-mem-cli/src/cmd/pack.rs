@@ -1,5 +1,6 @@
 //! `wasm-mem pack`: the smallest data section that gives the same memory.
 
+use crate::component::ModuleArgs;
 use crate::io::{rewrite_module, OutputArgs};
 use anyhow::Result;
 use clap::builder::TypedValueParser as _;
@@ -62,6 +63,8 @@ pub struct Opts {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub modules: ModuleArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
@@ -77,6 +80,8 @@ impl Opts {
             &self.input,
             &self.output,
             self.json,
+            &self.modules,
+            "pack",
             |module| {
                 let info = ModuleInfo::read(module)?;
                 let (out, pack, objective) =

@@ -1,10 +1,11 @@
 //! `wasm-mem pages`: set the page counts of memories.
 
-use crate::io::{load_manifest, print_json, Input, OutputArgs};
-use anyhow::{bail, Result};
+use crate::component::{render_rewrite, ModuleArgs};
+use crate::io::{load_manifest, print_json, Input, OutputArgs, Wasm};
+use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wasm_mem::manifest::MaxPages;
+use wasm_mem::manifest::{Manifest, MaxPages};
 use wasm_mem::pages::{set_pages, LimitChange, PageFlags};
 use wasm_mem::ModuleInfo;
 
@@ -19,7 +20,8 @@ use wasm_mem::ModuleInfo;
   wasm-mem pages app.wasm --pages 16 -o app.wasm        # fixed: min = max = 16
   wasm-mem pages app.wasm --min 2 --max 64 -o out.wasm   # growable from 2 to 64 pages
   wasm-mem pages app.wasm --memory 1 --max none -o out.wasm
-  wasm-mem pages app.wasm --manifest wasm-mem.toml -o out.wasm")]
+  wasm-mem pages app.wasm --manifest wasm-mem.toml -o out.wasm
+  wasm-mem pages app.component.wasm --module 2 --min 40 -o out.wasm   # core module 2 of a component")]
 pub struct Opts {
     /// Input module (binary or text), or `-` for stdin.
     pub input: String,
@@ -45,6 +47,8 @@ pub struct Opts {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub modules: ModuleArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
@@ -66,14 +70,20 @@ impl Opts {
         self.output.check_destination()?;
         let manifest = load_manifest(self.manifest.as_deref())?;
         let input = Input::read(&self.input)?;
-        let module = input.module()?;
-        let info = ModuleInfo::read(&module)?;
         let flags = PageFlags {
             pages: self.pages,
             min: self.min,
             max: self.max,
             fixed: self.fixed,
         };
+        let module = match input.wasm()? {
+            Wasm::Module(module) => module,
+            Wasm::Component(component) => {
+                return self.run_component(&input, &component, &flags, &manifest)
+            }
+        };
+        self.modules.check_core()?;
+        let info = ModuleInfo::read(&module)?;
         let flags = if flags.is_empty() {
             Vec::new()
         } else {
@@ -92,6 +102,62 @@ impl Opts {
         }
         for warning in &report.warnings {
             eprintln!("warning: {warning}");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Opts {
+    /// `pages` on a component: the flags apply to memory `--memory` of
+    /// every selected core module that has it, the manifest to every
+    /// selected module's memories.
+    fn run_component(
+        &self,
+        input: &Input,
+        component: &[u8],
+        flags: &PageFlags,
+        manifest: &Manifest,
+    ) -> Result<ExitCode> {
+        let mut memory_found = false;
+        let (output, report) =
+            crate::component::rewrite(component, self.modules.module, "pages", |module| {
+                let info = ModuleInfo::read(module)?;
+                let has_memory = (self.memory as usize) < info.memories.len();
+                memory_found |= has_memory;
+                let flags = if flags.is_empty() || !has_memory {
+                    Vec::new()
+                } else {
+                    vec![(self.memory, flags.clone())]
+                };
+                Ok(set_pages(module, &info, &flags, manifest)?)
+            })
+            .with_context(|| input.name())?;
+        if !flags.is_empty() && !memory_found {
+            return Err(wasm_mem::Error::Refused(format!(
+                "{}: memory {} does not exist in any selected core module",
+                input.name(),
+                self.memory
+            ))
+            .into());
+        }
+        self.output.write(&output)?;
+        if self.json {
+            print_json(&report)?;
+        } else {
+            eprint!(
+                "{}",
+                render_rewrite(&report, |r| {
+                    r.memories
+                        .iter()
+                        .map(|c| describe(c) + "\n")
+                        .collect::<String>()
+                })
+            );
+        }
+        for module in &report.core_modules {
+            for warning in &module.report.warnings {
+                eprintln!("warning: core module {}: {warning}", module.index);
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

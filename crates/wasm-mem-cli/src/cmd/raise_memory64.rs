@@ -1,5 +1,6 @@
 //! `wasm-mem raise memory64`: turn 32-bit memories (and tables) into 64-bit ones.
 
+use crate::component::ModuleArgs;
 use crate::io::{rewrite_module, OutputArgs};
 use anyhow::Result;
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ pub struct Opts {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub modules: ModuleArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
@@ -45,6 +48,8 @@ impl Opts {
             &self.input,
             &self.output,
             self.json,
+            &self.modules,
+            "raise memory64",
             |module| Ok(raise_memory64(module, &options)?),
             |report| report.to_text(),
         )
