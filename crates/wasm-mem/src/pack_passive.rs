@@ -209,7 +209,8 @@ impl Range {
 /// The pieces of a split segment, `[start, end)` in the segment.
 pub(crate) type Pieces = Vec<(u64, u64)>;
 
-/// At most this many cut candidates per segment for the quadratic program.
+/// At most this many cut candidates per segment for the quadratic program
+/// (fewer when the segment has many sites).
 const MAX_CANDIDATES: usize = 600;
 
 /// The best layout of passive segment `data` (used as `uses`, drop state
@@ -290,10 +291,14 @@ pub(crate) fn plan_segment(
         cursor = e;
     }
     gaps.push((cursor, total));
-    if gaps.len() > MAX_CANDIDATES {
+    // Bound the program's work (candidates^2 * sites) for segments with
+    // many sites.
+    let budget = 40_000_000 / (ranges.len() as u64 + 1);
+    let max_candidates = ((budget as f64).sqrt() as usize).clamp(2, MAX_CANDIDATES);
+    if gaps.len() > max_candidates {
         let mut by_len: Vec<usize> = (0..gaps.len()).collect();
         by_len.sort_by_key(|&i| (std::cmp::Reverse(gaps[i].1 - gaps[i].0), i));
-        by_len.truncate(MAX_CANDIDATES);
+        by_len.truncate(max_candidates);
         by_len.sort_unstable();
         gaps = by_len.into_iter().map(|i| gaps[i]).collect();
     }
