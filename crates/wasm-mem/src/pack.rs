@@ -713,9 +713,9 @@ enum Out {
     Guard { domain: usize, at: u64 },
     /// Zero-length segment at offset 0 of memory `memory` (keeps an index).
     Filler { memory: u32, memory64: bool },
-}
     /// `[start, end)` of passive segment `segment`, as a passive segment.
     PassivePiece { segment: u32, start: u64, end: u64 },
+}
 
 /// Pack the data section of `input` (a valid module; `info` its model).
 pub fn pack(
@@ -757,6 +757,18 @@ fn pack_impl(
         segments_before: segments.len() as u64,
         segments_after: segments.len() as u64,
         passive_segments: segments.iter().filter(|s| s.passive).count() as u64,
+        passive_segments_after: segments.iter().filter(|s| s.passive).count() as u64,
+        passive_bytes_before: segments
+            .iter()
+            .filter(|s| s.passive)
+            .map(|s| s.range.len() as u64)
+            .sum(),
+        passive_bytes_after: 0,
+        passive_segments_split: 0,
+        memory_init_rewritten: 0,
+        data_drop_rewritten: 0,
+        code_section_before: 0,
+        code_section_after: 0,
         kept_segments: 0,
         memories: Vec::new(),
         extended_const_would_save: None,
@@ -773,6 +785,12 @@ fn pack_impl(
     let count_section_len = count_section.map_or(0, |i| rewrite.sections()[i].range.len() as u64);
     report.data_section_before = data_range.len() as u64;
     report.data_section_after = report.data_section_before;
+    report.passive_bytes_after = report.passive_bytes_before;
+    let code_section_len = rewrite
+        .find(ids::CODE)
+        .map_or(0, |i| rewrite.sections()[i].range.len() as u64);
+    report.code_section_before = code_section_len;
+    report.code_section_after = code_section_len;
 
     let memories = &info.memories;
     let zero_filled = |m: u32| memories[m as usize].import.is_none() || options.zero_filled_imports;
@@ -785,18 +803,6 @@ fn pack_impl(
             Offset::Global {
                 resolved: Some(v), ..
             } => Some(*v),
-        passive_segments_after: segments.iter().filter(|s| s.passive).count() as u64,
-        passive_bytes_before: segments
-            .iter()
-            .filter(|s| s.passive)
-            .map(|s| s.range.len() as u64)
-            .sum(),
-        passive_bytes_after: 0,
-        passive_segments_split: 0,
-        memory_init_rewritten: 0,
-        data_drop_rewritten: 0,
-        code_section_before: 0,
-        code_section_after: 0,
             _ => None,
         }
     };
@@ -813,12 +819,6 @@ fn pack_impl(
         .position(|&i| !in_bounds(i))
         .unwrap_or(active.len());
     let (prefix, suffix) = active.split_at(prefix_len);
-    report.passive_bytes_after = report.passive_bytes_before;
-    let code_section_len = rewrite
-        .find(ids::CODE)
-        .map_or(0, |i| rewrite.sections()[i].range.len() as u64);
-    report.code_section_before = code_section_len;
-    report.code_section_after = code_section_len;
 
     // Code's uses of data indices, and the passive segments to split (or to
     // drop: never read), see [`crate::pack_passive`].
@@ -1099,6 +1099,19 @@ fn pack_impl(
                 section.active(d.header.memory, &d.header.expr(at), std::iter::empty());
                 (Some(d.header.memory), d.header.segment_cost(at, 0))
             }
+            Out::PassivePiece {
+                segment,
+                start,
+                end,
+            } => {
+                section.passive(
+                    payload(segment as usize)[start as usize..end as usize]
+                        .iter()
+                        .copied(),
+                );
+                names.entry(segment).or_insert(new_index);
+                (None, 0)
+            }
             Out::Filler { memory, memory64 } => {
                 let header = Header {
                     memory,
@@ -1126,21 +1139,11 @@ fn pack_impl(
                     Out::Verbatim(i) if segments[*i as usize].passive => {
                         Some(segments[*i as usize].range.len() as u64)
                     }
+                    Out::PassivePiece { start, end, .. } => {
+                        Some(1 + uleb_len(end - start) + end - start)
+                    }
                     _ => None,
                 })
-            Out::PassivePiece {
-                segment,
-                start,
-                end,
-            } => {
-                section.passive(
-                    payload(segment as usize)[start as usize..end as usize]
-                        .iter()
-                        .copied(),
-                );
-                names.entry(segment).or_insert(new_index);
-                (None, 0)
-            }
                 .sum::<u64>();
         let body = body + uleb_len(out.len() as u64);
         1 + uleb_len(body) + body
@@ -1178,9 +1181,6 @@ fn pack_impl(
         }
         report
             .notes
-                    Out::PassivePiece { start, end, .. } => {
-                        Some(1 + uleb_len(end - start) + end - start)
-                    }
             .push("no smaller layout exists: output is the input".into());
         return Ok((input.to_vec(), report));
     }
@@ -1194,35 +1194,6 @@ fn pack_impl(
     let output = rewrite.finish(crate::input::features(), "pack")?;
     report.data_section_after = new_section_len;
     report.segments_after = out.len() as u64;
-    report.changed = true;
-    Ok((output, report))
-}
-
-/// `Some((memory, global))` when the suffix is a global group (see the
-/// module docs).
-fn global_group(info: &ModuleInfo, prefix: &[usize], suffix: &[usize]) -> Option<(u32, u32)> {
-    let first = &info.data_segments[*suffix.first()?];
-    let memory = first.memory?;
-    let Some(Offset::Global {
-        global,
-        resolved: None,
-        ..
-    }) = first.offset
-    else {
-        return None;
-    };
-    let mem = &info.memories[memory as usize];
-    let space: u128 = if mem.memory64 { 1 << 64 } else { 1 << 32 };
-    let all_in_group = suffix.iter().all(|&i| {
-        let seg = &info.data_segments[i];
-        seg.memory == Some(memory)
-            && matches!(seg.offset, Some(Offset::Global { global: g, addend, resolved: None })
-                if g == global && addend >= 0 && addend as u128 + seg.len as u128 <= space)
-    });
-    let alone = prefix
-        .iter()
-        .all(|&i| info.data_segments[i].memory != Some(memory));
-    (all_in_group && alone).then_some((memory, global))
     report.passive_segments_split = splits.len() as u64;
     report.passive_segments_after = 0;
     report.passive_bytes_after = 0;
@@ -1242,10 +1213,10 @@ fn global_group(info: &ModuleInfo, prefix: &[usize], suffix: &[usize]) -> Option
         report.data_drop_rewritten = code.data_drop_rewritten;
         report.code_section_after = code.code_section_after;
     }
+    report.changed = true;
+    Ok((output, report))
 }
 
-/// Per-memory figures before (the `after` fields start equal).
-fn memory_reports(info: &ModuleInfo, options: &PackOptions) -> Vec<MemoryReport> {
 /// Where code's references to each input segment go in `out` (see
 /// [`crate::pack_passive`]): a kept passive segment to its new index, a split
 /// one to its pieces, an active one (dropped at instantiation) to the first
@@ -1300,6 +1271,35 @@ fn code_targets(
     targets
 }
 
+/// `Some((memory, global))` when the suffix is a global group (see the
+/// module docs).
+fn global_group(info: &ModuleInfo, prefix: &[usize], suffix: &[usize]) -> Option<(u32, u32)> {
+    let first = &info.data_segments[*suffix.first()?];
+    let memory = first.memory?;
+    let Some(Offset::Global {
+        global,
+        resolved: None,
+        ..
+    }) = first.offset
+    else {
+        return None;
+    };
+    let mem = &info.memories[memory as usize];
+    let space: u128 = if mem.memory64 { 1 << 64 } else { 1 << 32 };
+    let all_in_group = suffix.iter().all(|&i| {
+        let seg = &info.data_segments[i];
+        seg.memory == Some(memory)
+            && matches!(seg.offset, Some(Offset::Global { global: g, addend, resolved: None })
+                if g == global && addend >= 0 && addend as u128 + seg.len as u128 <= space)
+    });
+    let alone = prefix
+        .iter()
+        .all(|&i| info.data_segments[i].memory != Some(memory));
+    (all_in_group && alone).then_some((memory, global))
+}
+
+/// Per-memory figures before (the `after` fields start equal).
+fn memory_reports(info: &ModuleInfo, options: &PackOptions) -> Vec<MemoryReport> {
     info.memories
         .iter()
         .map(|m| {
