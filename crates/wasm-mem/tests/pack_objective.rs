@@ -123,7 +123,7 @@ fn adversarial(rng: &mut Rng, round: u64) -> Vec<u8> {
             .collect();
         let offset = match rng.below(16) {
             0 => size - len.min(size),
-            1 if round % 7 == 0 => size + 1 - len.min(size), // traps
+            1 if round.is_multiple_of(7) => size + 1 - len.min(size), // traps
             2 => cursor.saturating_sub(rng.below(20)),
             3 => cursor + 200 + rng.below(3000),
             _ => cursor + rng.below(40),
