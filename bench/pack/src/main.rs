@@ -15,20 +15,12 @@
 //! `/usr/bin/wasm-opt`), `WASM_OPT_NPM` and `WIZER` (default under
 //! `~/.cache/wasm-mem/npm/node_modules`, see the README), `RUNS` (default 5).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use wasm_mem::image::{compare, initial_images, ImageOptions};
-
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-}
-
-fn tool(var: &str, default: PathBuf) -> Option<PathBuf> {
-    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
-    path.exists().then_some(path)
-}
+use wasm_mem_bench_pack::{bench_modules, home, npm_modules, time, tool, yes};
 
 /// Data section size (header included) and segment count.
 fn data_section(module: &[u8]) -> Result<(u64, u64)> {
@@ -44,25 +36,6 @@ fn data_section(module: &[u8]) -> Result<(u64, u64)> {
         }
     }
     Ok((size, count))
-}
-
-/// Median wall time of `runs` runs of a command; `None` if it fails.
-fn time(runs: usize, mut make: impl FnMut() -> Command) -> Option<Duration> {
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let mut command = make();
-        command.stdout(std::process::Stdio::null());
-        command.stderr(std::process::Stdio::null());
-        let start = Instant::now();
-        let status = command.status().ok()?;
-        let elapsed = start.elapsed();
-        if !status.success() {
-            return None;
-        }
-        times.push(elapsed);
-    }
-    times.sort();
-    Some(times[times.len() / 2])
 }
 
 fn ms(d: Option<Duration>) -> String {
@@ -135,45 +108,12 @@ fn main() -> Result<()> {
     // building the CLI's wasmtime dependency in release mode).
     let ours: Option<PathBuf> = std::env::var_os("WASM_MEM").map(PathBuf::from);
     let me = std::env::current_exe()?;
-    let npm = home().join(".cache/wasm-mem/npm/node_modules");
+    let npm = npm_modules();
     let opt108 = tool("WASM_OPT_NATIVE", PathBuf::from("/usr/bin/wasm-opt"));
     let opt132 = tool("WASM_OPT_NPM", npm.join("binaryen/bin/wasm-opt"));
-    let wizer = tool("WIZER", npm.join("@bytecodealliance/wizer-linux-x64/wizer"));
     let work = tempfile::tempdir()?;
 
-    let mut modules: Vec<PathBuf> = match std::fs::read_dir(&corpus) {
-        Ok(dir) => dir
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-            .collect(),
-        Err(_) => {
-            eprintln!(
-                "note: no corpus at {}: run ../shared/corpus/fetch.sh {0}",
-                corpus.display()
-            );
-            Vec::new()
-        }
-    };
-    modules.sort();
-    match &wizer {
-        Some(wizer) => {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshot.wat");
-            let program = work.path().join("snapshot-program.wasm");
-            std::fs::write(&program, wat::parse_file(&source)?)?;
-            let snapshot = work.path().join("wizer-snapshot.wasm");
-            let status = Command::new(wizer)
-                .args(["-f", "wizer.initialize"])
-                .arg(&program)
-                .arg("-o")
-                .arg(&snapshot)
-                .status()?;
-            if !status.success() {
-                bail!("wizer failed on {}", source.display());
-            }
-            modules.push(snapshot);
-        }
-        None => eprintln!("note: wizer not found (npm @bytecodealliance/wizer): no snapshot row"),
-    }
+    let modules = bench_modules(&corpus, work.path())?;
 
     let mut rows = Vec::new();
     let mut jobs: Vec<(&PathBuf, Vec<&str>)> = Vec::new();
@@ -360,12 +300,4 @@ fn pack_process(input: &str, output: &str, flags: &[String]) -> Result<()> {
     std::io::Write::write_all(&mut temp, &packed)?;
     temp.persist(output)?;
     Ok(())
-}
-
-fn yes(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "NO"
-    }
 }
