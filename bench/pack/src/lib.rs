@@ -42,6 +42,23 @@ pub fn time(runs: usize, mut make: impl FnMut() -> Command) -> Option<Duration> 
     Some(times[times.len() / 2])
 }
 
+/// `wasm-opt --memory-packing -g --all-features INPUT -o OUT`: `bin` itself,
+/// or run by `node` for npm's binaryen.
+pub fn wasm_opt_command(bin: &Path, node: bool, input: &Path, out: &Path) -> Command {
+    let mut c = if node {
+        let mut c = Command::new("node");
+        c.arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    c.args(["--memory-packing", "-g", "--all-features"])
+        .arg(input)
+        .arg("-o")
+        .arg(out);
+    c
+}
+
 /// "yes" or "NO", for target verdicts.
 pub fn yes(b: bool) -> &'static str {
     if b {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use wasm_mem::image::{compare, initial_images, ImageOptions};
-use wasm_mem_bench_pack::{bench_modules, home, npm_modules, time, tool, yes};
+use wasm_mem_bench_pack::{bench_modules, home, npm_modules, time, tool, wasm_opt_command, yes};
 
 /// Data section size (header included) and segment count.
 fn data_section(module: &[u8]) -> Result<(u64, u64)> {
@@ -65,21 +65,7 @@ fn run_wasm_opt(
     out: &Path,
     runs: usize,
 ) -> (Option<(u64, u64)>, Option<Duration>) {
-    let make = || {
-        let mut c = if node {
-            let mut c = Command::new("node");
-            c.arg(bin);
-            c
-        } else {
-            Command::new(bin)
-        };
-        c.args(["--memory-packing", "-g", "--all-features"])
-            .arg(input)
-            .arg("-o")
-            .arg(out);
-        c
-    };
-    let t = time(runs, make);
+    let t = time(runs, || wasm_opt_command(bin, node, input, out));
     let sizes = t
         .and_then(|_| std::fs::read(out).ok())
         .and_then(|m| data_section(&m).ok());

@@ -3,6 +3,8 @@
 //! corpus; instantiation equivalence in wasmtime; optimality against a
 //! brute-force search over all layouts of small images.
 
+mod common;
+
 use std::collections::HashMap;
 use wasm_mem::image::{compare, initial_images, ImageOptions};
 use wasm_mem::pack::{pack, PackOptions, PackReport};
@@ -614,24 +616,9 @@ fn deterministic_across_thread_counts() {
 /// `../shared/corpus/fetch.sh DIR`); skipped with a note when absent.
 #[test]
 fn corpus_modules_match_the_oracle() {
-    let dir = std::env::var_os("WASM_MEM_CORPUS")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::Path::new(&h).join(".cache/wasm-mem/corpus"))
-        });
-    let Some(dir) = dir.filter(|d| d.is_dir()) else {
-        eprintln!(
-            "note: no corpus directory; run ../shared/corpus/fetch.sh ~/.cache/wasm-mem/corpus"
-        );
+    let Some(paths) = common::corpus_modules() else {
         return;
     };
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-        .collect();
-    paths.sort();
     for path in paths {
         let module = std::fs::read(&path).unwrap();
         if wasm_mem::input::validate(&module).is_err() {

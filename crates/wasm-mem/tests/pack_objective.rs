@@ -3,6 +3,8 @@
 //! never larger than the input under its own objective; on generated,
 //! adversarial and (when present) corpus modules.
 
+mod common;
+
 use wasm_mem::image::{compare, initial_images, ImageOptions};
 use wasm_mem::pack::{pack, PackOptions};
 use wasm_mem::pack_objective::{pack_for, Objective};
@@ -305,24 +307,9 @@ fn modules_without_data_are_returned_as_they_are() {
 /// corpus is covered by `bench-pack-objective`).
 #[test]
 fn corpus_modules_keep_the_image_and_never_grow() {
-    let dir = std::env::var_os("WASM_MEM_CORPUS")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::Path::new(&h).join(".cache/wasm-mem/corpus"))
-        });
-    let Some(dir) = dir.filter(|d| d.is_dir()) else {
-        eprintln!(
-            "note: no corpus directory; run ../shared/corpus/fetch.sh ~/.cache/wasm-mem/corpus"
-        );
+    let Some(paths) = common::corpus_modules() else {
         return;
     };
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-        .collect();
-    paths.sort();
     for path in paths {
         let module = std::fs::read(&path).unwrap();
         if wasm_mem::input::validate(&module).is_err() {

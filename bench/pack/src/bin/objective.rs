@@ -28,7 +28,7 @@ use std::process::Command;
 use std::time::Duration;
 use wasm_mem::image::{compare, initial_images, ImageOptions};
 use wasm_mem::pack_objective::Objective;
-use wasm_mem_bench_pack::{bench_modules, home, npm_modules, time, tool, yes};
+use wasm_mem_bench_pack::{bench_modules, home, npm_modules, time, tool, wasm_opt_command, yes};
 
 /// Whole-module sizes: raw, gzip, brotli, and zstd when asked.
 #[derive(Clone, Copy)]
@@ -64,21 +64,7 @@ struct Cell {
 }
 
 fn wasm_opt(bin: &Path, node: bool, input: &Path, out: &Path, runs: usize) -> Cell {
-    let make = || {
-        let mut c = if node {
-            let mut c = Command::new("node");
-            c.arg(bin);
-            c
-        } else {
-            Command::new(bin)
-        };
-        c.args(["--memory-packing", "-g", "--all-features"])
-            .arg(input)
-            .arg("-o")
-            .arg(out);
-        c
-    };
-    let t = time(runs, make);
+    let t = time(runs, || wasm_opt_command(bin, node, input, out));
     let sizes = t
         .and_then(|_| std::fs::read(out).ok())
         .map(|m| sizes(&m, false));
