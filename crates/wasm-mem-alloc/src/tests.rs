@@ -364,6 +364,37 @@ fn fast_path_matches_slow_path() {
     assert_eq!(fast.row_bits, slow.row_bits);
 }
 
+/// `class_of` (written with `leading_zeros` and no mask) agrees with the
+/// two-level formula: the exact classes below `SL * G`, then row
+/// `fl - G_LOG2 - SL_LOG2 + 1` and the `SL_LOG2` bits below the highest set
+/// bit `fl`; classes never decrease with the size and stay below `LISTS`.
+#[test]
+fn class_of_matches_the_two_level_formula() {
+    let reference = |size: usize| {
+        if size < SL * G {
+            size / G
+        } else {
+            let fl = usize::BITS - 1 - size.leading_zeros();
+            ((fl - G_LOG2 - SL_LOG2 + 1) as usize) * SL + ((size >> (fl - SL_LOG2)) & (SL - 1))
+        }
+    };
+    let mut sizes: Vec<usize> = (MIN_BLOCK..1 << 20).step_by(G).collect();
+    for bit in 20..usize::BITS - 1 {
+        for delta in [0, G, (1 << bit) / SL - G, (1 << bit) / SL, (1 << bit) - G] {
+            sizes.push((1 << bit) + delta);
+        }
+    }
+    sizes.push(MAX_SIZE & !(G - 1));
+    sizes.push(block_size(MAX_SIZE) + MIN_BLOCK + MAX_ALIGN);
+    let mut last = 0;
+    for size in sizes {
+        let class = class_of(size);
+        assert_eq!(class, reference(size), "class of {size}");
+        assert!(class >= last && class < LISTS, "class of {size}");
+        last = class;
+    }
+}
+
 /// A request finds a block of the next class up, all of whose blocks fit,
 /// even when the request sits high in its own class (the search once
 /// rounded up by a sixteenth of the size and skipped that class).
