@@ -449,41 +449,52 @@ impl<B: Backend> Heap<B> {
         self.release(block)
     }
 
-    /// Takes a free block of at least `need` bytes off its list; 0 if none.
+    /// Takes a free block of at least `need` bytes off its list; returns it
+    /// with its size, or 0 if there is none.
     #[inline]
-    unsafe fn take(&mut self, need: usize) -> usize {
-        // Best fit first: the head of the request's own class often holds
-        // enough (always for the exact small classes).
-        let mut block = *self.heads.get_unchecked(class_of(need));
-        if block == 0 || rd(block) < need {
+    unsafe fn take(&mut self, need: usize) -> (usize, usize) {
+        // Best fit first: the head of the class holding `need - 1` often
+        // holds enough (always in the exact small classes, where `free`
+        // keeps the head the larger of the last two blocks). That class is
+        // the request's own unless `need` starts a class, and then every
+        // block of the own class fits and the search below takes its head:
+        // the same block as checking the own class, for one class number.
+        let class = search_class(need) - 1;
+        let mut block = *self.heads.get_unchecked(class);
+        let mut have = 0;
+        if block == 0 || {
+            have = rd(block) & !FLAGS;
+            have < need
+        } {
             // Good fit: the first non-empty class whose every block fits.
-            let class = search_class(need);
+            let class = class + 1;
             let row = class >> SL_LOG2;
             let bits = *self.row_bits.get_unchecked(row) & (RowBits::MAX << (class & (SL - 1)));
             let rows = self.rows & (usize::MAX << (row + 1));
-            block = if bits != 0 {
-                *self
+            if bits != 0 {
+                block = *self
                     .heads
-                    .get_unchecked((row << SL_LOG2) | bits.trailing_zeros() as usize)
+                    .get_unchecked((row << SL_LOG2) | bits.trailing_zeros() as usize);
             } else if rows != 0 {
                 let row = rows.trailing_zeros() as usize;
-                *self.heads.get_unchecked(
+                block = *self.heads.get_unchecked(
                     (row << SL_LOG2) | self.row_bits.get_unchecked(row).trailing_zeros() as usize,
-                )
+                );
             } else {
-                self.extend(need)
-            };
-            if block != 0 && rd(block) < need {
-                // The backend returned memory apart from the top; the new
-                // region's tail is now the top, try once more.
                 block = self.extend(need);
+                if block != 0 && rd(block) < need {
+                    // The backend returned memory apart from the top; the
+                    // new region's tail is now the top, try once more.
+                    block = self.extend(need);
+                }
+                if block == 0 || rd(block) < need {
+                    return (0, 0);
+                }
             }
-            if block == 0 || rd(block) < need {
-                return 0;
-            }
+            have = rd(block) & !FLAGS;
         }
         self.unlink(block);
-        block
+        (block, have)
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two); null when
@@ -542,11 +553,10 @@ impl<B: Backend> Heap<B> {
         }
         let size = block_size(size);
         let big = align > G;
-        let mut block = self.take(size + big as usize * (align + MIN_BLOCK));
+        let (mut block, mut have) = self.take(size + big as usize * (align + MIN_BLOCK));
         if block == 0 {
             return null_mut();
         }
-        let mut have = rd(block) & !FLAGS;
         let mut prev_flag = 0;
         if big && (block + W) & (align - 1) != 0 {
             let gap = ((block + W + MIN_BLOCK + align - 1) & !(align - 1)) - (block + W);

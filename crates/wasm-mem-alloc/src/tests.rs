@@ -421,6 +421,46 @@ fn search_takes_the_next_class_up() {
     validate(&heap);
 }
 
+/// A request that starts a class (`take` checks the head of the class below
+/// it first, the one holding `need - 1`) still takes the head of its own
+/// class, not a block of a larger class and not fresh memory; one within a
+/// class takes a fitting head of its own class.
+#[test]
+fn request_at_a_class_start_takes_its_own_head() {
+    let mut heap = Heap::new(TestBackend::new(1 << 20, 0));
+    unsafe {
+        let room = heap.alloc(64 << 10, 8);
+        heap.free(room);
+        // Blocks: one at the top of the class below 4096, one starting the
+        // class of 4096, one in the next class up, separated by used guards.
+        let below = heap.alloc(4096 - G - W, 8);
+        let g1 = heap.alloc(16, 8);
+        let start = heap.alloc(4096 - W, 8);
+        let g2 = heap.alloc(16, 8);
+        let above = heap.alloc(4096 + 4096 / SL - W, 8);
+        let g3 = heap.alloc(16, 8);
+        assert_eq!(class_of(4096 - 1), class_of(4096 - G));
+        assert_eq!(class_of(4096 - 1) + 1, class_of(4096));
+        assert_eq!(class_of(4096) + 1, class_of(4096 + 4096 / SL));
+        heap.free(above);
+        heap.free(below);
+        heap.free(start);
+        let before = heap.backend().arena.remaining();
+        let again = heap.alloc(4096 - W, 8);
+        assert_eq!(again, start, "the own class's head");
+        // A size inside a class (not its start): the head of that class is
+        // checked first and fits.
+        assert_eq!(class_of(4096 - G - 1), class_of(4096 - G));
+        let within = heap.alloc(4096 - G - W, 8);
+        assert_eq!(within, below, "a fitting head of the own class");
+        assert_eq!(heap.backend().arena.remaining(), before, "no growth");
+        for ptr in [again, within, g1, g2, g3] {
+            heap.free(ptr);
+        }
+    }
+    validate(&heap);
+}
+
 /// A freed block no larger than the head of its list goes second, so the
 /// head stays the larger one; a larger block becomes the head.
 #[test]
