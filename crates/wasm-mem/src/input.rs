@@ -4,8 +4,8 @@ use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::borrow::Cow;
 use wasmparser::{
-    FuncToValidate, FuncValidatorAllocations, FunctionBody, Parser, ValidPayload, Validator,
-    WasmFeatures,
+    Chunk, FuncToValidate, FuncValidatorAllocations, FunctionBody, Parser, Payload, ValidPayload,
+    Validator, WasmFeatures,
 };
 
 /// The features wasm-mem accepts: everything wasmparser validates by default
@@ -87,10 +87,32 @@ fn validate_parallel(
     let mut code_bytes = 0;
     let mut parser = Parser::new(0);
     parser.set_features(features);
-    for payload in parser.parse_all(bytes) {
-        if let ValidPayload::Func(func, body) = validator.payload(&payload?)? {
-            code_bytes += body.range().len();
-            functions.push((func, body));
+    let mut rest = bytes;
+    loop {
+        let Chunk::Parsed { consumed, payload } = parser.parse(rest, true)? else {
+            unreachable!("with `eof` set the parser reports truncation as an error");
+        };
+        rest = &rest[consumed..];
+        // Bodies already known valid: the function and code section counts
+        // are still compared (by the parser, at the section start), but the
+        // section's entries are not even sliced out.
+        let skip_code = match payload {
+            Payload::CodeSectionStart { size, .. } if bodies == Bodies::AlreadyValid => {
+                Some(size as usize)
+            }
+            _ => None,
+        };
+        match validator.payload(&payload)? {
+            ValidPayload::Func(func, body) => {
+                code_bytes += body.range().len();
+                functions.push((func, body));
+            }
+            ValidPayload::End(_) => break,
+            _ => {}
+        }
+        if let Some(size) = skip_code {
+            parser.skip_section();
+            rest = &rest[size..];
         }
     }
     let check = |allocs: &mut FuncValidatorAllocations,

@@ -19,33 +19,156 @@
 //! halves the validation work of `pack`, whose output otherwise differs only
 //! in its data section.
 //!
+//! Large data sections: a pass that rebuilds the data section from payloads
+//! it mostly borrows from the input builds a [`DataSegments`] and hands it
+//! to [`Rewrite::replace_data`]; `finish` encodes it straight into the output,
+//! so each payload byte is copied once (not into a section buffer, then an
+//! encoded section, then the module).
+//!
 //! Data-segment names: a pass that renumbers data segments calls
 //! [`Rewrite::remap_data_names`], which re-encodes only the data-names
 //! subsection of the `name` section and copies every other subsection as is.
 
 use crate::error::{Error, Result};
 use crate::sections::{self, ids, RawSection};
+use std::borrow::Cow;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
-use wasm_encoder::Section;
+use wasm_encoder::{ConstExpr, Encode, Section};
 use wasmparser::{BinaryReader, WasmFeatures};
 
 /// What becomes of one slot of the output.
-#[derive(Debug, Clone)]
-enum Slot {
+#[derive(Debug)]
+enum Slot<'a> {
     /// Copy input section `n` as is.
     Keep(usize),
     /// Encoded section bytes (id, size, payload).
     Encoded { id: u8, bytes: Vec<u8> },
+    /// A data section encoded by `finish` straight into the output.
+    Data(DataSegments<'a>),
     /// Dropped.
     Removed,
 }
 
+impl Slot<'_> {
+    /// The id of a section the pass wrote.
+    fn written_id(&self) -> Option<u8> {
+        match self {
+            Slot::Encoded { id, .. } => Some(*id),
+            Slot::Data(_) => Some(ids::DATA),
+            Slot::Keep(_) | Slot::Removed => None,
+        }
+    }
+}
+
+/// A data section under construction whose segment payloads may borrow the
+/// input. It encodes exactly as `wasm_encoder::DataSection` does (the test
+/// `data_segments_encode_like_wasm_encoder` compares the bytes); unlike it,
+/// it keeps payloads by reference until [`Rewrite::finish`] writes them into
+/// the output, and knows its encoded size up front.
+#[derive(Debug, Default)]
+pub struct DataSegments<'a> {
+    /// Per segment: the bytes before the payload (flags, memory index,
+    /// offset expression, payload length), then the payload. An
+    /// already-encoded segment has an empty head.
+    segments: Vec<(Vec<u8>, Cow<'a, [u8]>)>,
+    /// Sum of head and payload lengths.
+    content_len: usize,
+}
+
+impl<'a> DataSegments<'a> {
+    /// An empty data section.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of segments added.
+    pub fn len(&self) -> u32 {
+        self.segments.len() as u32
+    }
+
+    /// `true` when no segment was added.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    fn push(&mut self, head: Vec<u8>, data: Cow<'a, [u8]>) -> &mut Self {
+        self.content_len += head.len() + data.len();
+        self.segments.push((head, data));
+        self
+    }
+
+    /// An active segment of `memory` at `offset`.
+    pub fn active(&mut self, memory: u32, offset: &ConstExpr, data: Cow<'a, [u8]>) -> &mut Self {
+        // The segment flags of the binary format, as `wasm_encoder::DataSection`
+        // writes them: 0 = active in memory 0, 2 = active with a memory index.
+        let mut head = Vec::new();
+        if memory == 0 {
+            head.push(0x00);
+        } else {
+            head.push(0x02);
+            memory.encode(&mut head);
+        }
+        offset.encode(&mut head);
+        data.len().encode(&mut head);
+        self.push(head, data)
+    }
+
+    /// A passive segment.
+    pub fn passive(&mut self, data: Cow<'a, [u8]>) -> &mut Self {
+        let mut head = vec![0x01]; // flags: passive
+        data.len().encode(&mut head);
+        self.push(head, data)
+    }
+
+    /// An already-encoded segment, copied as is.
+    pub fn raw(&mut self, encoded_segment: &'a [u8]) -> &mut Self {
+        self.push(Vec::new(), Cow::Borrowed(encoded_segment))
+    }
+
+    /// Encoded size of the section contents after the section size (the
+    /// segment count and the segments).
+    fn contents_len(&self) -> usize {
+        leb_len(self.segments.len()) + self.content_len
+    }
+
+    /// Encoded size of the whole section: id, size, contents.
+    pub fn encoded_len(&self) -> usize {
+        let contents = self.contents_len();
+        1 + leb_len(contents) + contents
+    }
+}
+
+/// Length of `n` as an unsigned LEB128, measured with wasm-encoder's encoder.
+fn leb_len(n: usize) -> usize {
+    let mut bytes = Vec::with_capacity(5);
+    n.encode(&mut bytes);
+    bytes.len()
+}
+
+impl Encode for DataSegments<'_> {
+    fn encode(&self, sink: &mut Vec<u8>) {
+        sink.reserve(self.contents_len() + 5);
+        self.contents_len().encode(sink);
+        self.segments.len().encode(sink);
+        for (head, data) in &self.segments {
+            sink.extend_from_slice(head);
+            sink.extend_from_slice(data);
+        }
+    }
+}
+
+impl Section for DataSegments<'_> {
+    fn id(&self) -> u8 {
+        ids::DATA
+    }
+}
+
 /// A module being rewritten.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Rewrite<'a> {
     input: &'a [u8],
     sections: Vec<RawSection>,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<'a>>,
     /// Where each input section sits in `slots`.
     section_slot: Vec<usize>,
     changed: bool,
@@ -144,6 +267,14 @@ impl<'a> Rewrite<'a> {
         self.changed = true;
     }
 
+    /// Replace input section `index` (the data section) with `section`,
+    /// encoded by [`Rewrite::finish`] straight into the output.
+    pub fn replace_data(&mut self, index: usize, section: DataSegments<'a>) {
+        let slot = self.slot_of(index);
+        self.slots[slot] = Slot::Data(section);
+        self.changed = true;
+    }
+
     /// Drop input section `index` from the output.
     pub fn remove(&mut self, index: usize) {
         let slot = self.slot_of(index);
@@ -170,6 +301,7 @@ impl<'a> Rewrite<'a> {
                         Some(self.sections[*i].id)
                     }
                     Slot::Encoded { id, .. } if *id != ids::CUSTOM => Some(*id),
+                    Slot::Data(_) => Some(ids::DATA),
                     _ => None,
                 };
                 slot_id.and_then(order_of).is_some_and(|o| o > order)
@@ -244,7 +376,14 @@ impl<'a> Rewrite<'a> {
         if !self.changed {
             return Ok(self.input.to_vec());
         }
-        let mut out = Vec::with_capacity(self.input.len());
+        let len = |slot: &Slot<'_>| match slot {
+            Slot::Keep(i) => self.sections[*i].range.len(),
+            Slot::Encoded { bytes, .. } => bytes.len(),
+            Slot::Data(section) => section.encoded_len(),
+            Slot::Removed => 0,
+        };
+        let total = 8 + self.slots.iter().map(len).sum::<usize>();
+        let mut out = Vec::with_capacity(total);
         out.extend_from_slice(&self.input[..8]);
         for slot in &self.slots {
             match slot {
@@ -252,9 +391,11 @@ impl<'a> Rewrite<'a> {
                     out.extend_from_slice(&self.input[self.sections[*i].range.clone()])
                 }
                 Slot::Encoded { bytes, .. } => out.extend_from_slice(bytes),
+                Slot::Data(section) => section.append_to(&mut out),
                 Slot::Removed => {}
             }
         }
+        debug_assert_eq!(out.len(), total);
         let bodies = if features == crate::input::features() && self.function_context_kept() {
             crate::input::Bodies::AlreadyValid
         } else {
@@ -283,8 +424,11 @@ impl<'a> Rewrite<'a> {
                         kept.push(*i);
                     }
                 }
-                Slot::Encoded { id, .. } if context(*id) => return false,
-                Slot::Encoded { .. } => {}
+                slot @ (Slot::Encoded { .. } | Slot::Data(_)) => {
+                    if slot.written_id().is_some_and(context) {
+                        return false;
+                    }
+                }
                 Slot::Removed => {}
             }
         }
@@ -298,4 +442,60 @@ impl<'a> Rewrite<'a> {
 /// Convert a parsed memory type to its encoder form.
 pub fn memory_type(ty: wasmparser::MemoryType) -> wasm_encoder::MemoryType {
     RoundtripReencoder.memory_type(ty).expect("infallible")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`DataSegments`] must produce exactly the bytes `wasm_encoder::DataSection`
+    /// produces, for every kind of segment and for lengths whose LEBs take
+    /// one to three bytes.
+    #[test]
+    fn data_segments_encode_like_wasm_encoder() {
+        let payloads: Vec<Vec<u8>> = [0usize, 1, 127, 128, 16_383, 16_384, 70_000]
+            .iter()
+            .map(|&n| (0..n).map(|i| (i * 7 + 1) as u8).collect())
+            .collect();
+        let exprs = [
+            ConstExpr::i32_const(0),
+            ConstExpr::i32_const(-1),
+            ConstExpr::i64_const(1 << 40),
+            ConstExpr::global_get(3)
+                .with_i32_const(100_000)
+                .with_i32_add(),
+        ];
+        let mut expected = wasm_encoder::DataSection::new();
+        let mut ours = DataSegments::new();
+        let raw: Vec<u8> = {
+            let mut one = wasm_encoder::DataSection::new();
+            one.active(1, &exprs[0], [9u8, 8, 7]);
+            let mut bytes = Vec::new();
+            one.encode(&mut bytes);
+            bytes[2..].to_vec() // the segment after the section size and count
+        };
+        for (i, payload) in payloads.iter().enumerate() {
+            let expr = &exprs[i % exprs.len()];
+            for memory in [0, 1, 200] {
+                expected.active(memory, expr, payload.iter().copied());
+                ours.active(memory, expr, Cow::Borrowed(payload));
+            }
+            expected.passive(payload.iter().copied());
+            ours.passive(Cow::Owned(payload.clone()));
+            expected.raw(&raw);
+            ours.raw(&raw);
+        }
+        let mut a = Vec::new();
+        expected.append_to(&mut a);
+        let mut b = Vec::new();
+        ours.append_to(&mut b);
+        assert_eq!(ours.len(), expected.len());
+        assert_eq!(b.len(), ours.encoded_len());
+        assert!(a == b, "encodings differ");
+        let mut empty = Vec::new();
+        DataSegments::new().append_to(&mut empty);
+        let mut expected_empty = Vec::new();
+        wasm_encoder::DataSection::new().append_to(&mut expected_empty);
+        assert_eq!(empty, expected_empty);
+    }
 }
