@@ -341,6 +341,20 @@ impl<B: Backend> Heap<B> {
         }
     }
 
+    /// Takes `block`, the head of list `class`, off it: `unlink` without
+    /// reading the `prev` word (the caller knows the list).
+    #[cfg_attr(wasm_mem_alloc_small, allow(dead_code))]
+    #[inline(always)]
+    unsafe fn pop(&mut self, class: usize, block: usize) {
+        let next = rd_at(block, W);
+        *self.heads.get_unchecked_mut(class) = next;
+        if next != 0 {
+            wr_at(next, 2 * W, class << 1 | 1);
+        } else {
+            self.emptied(class);
+        }
+    }
+
     /// Clears the bitmap bits of a class whose list just became empty.
     #[inline]
     unsafe fn emptied(&mut self, class: usize) {
@@ -459,27 +473,24 @@ impl<B: Backend> Heap<B> {
         // the request's own unless `need` starts a class, and then every
         // block of the own class fits and the search below takes its head:
         // the same block as checking the own class, for one class number.
-        let class = search_class(need) - 1;
-        let mut block = *self.heads.get_unchecked(class);
+        let mut list = search_class(need) - 1;
+        let mut block = *self.heads.get_unchecked(list);
         let mut have = 0;
         if block == 0 || {
             have = rd(block) & !FLAGS;
             have < need
         } {
             // Good fit: the first non-empty class whose every block fits.
-            let class = class + 1;
+            let class = list + 1;
             let row = class >> SL_LOG2;
             let bits = *self.row_bits.get_unchecked(row) & (RowBits::MAX << (class & (SL - 1)));
             let rows = self.rows & (usize::MAX << (row + 1));
             if bits != 0 {
-                block = *self
-                    .heads
-                    .get_unchecked((row << SL_LOG2) | bits.trailing_zeros() as usize);
+                list = (row << SL_LOG2) | bits.trailing_zeros() as usize;
             } else if rows != 0 {
                 let row = rows.trailing_zeros() as usize;
-                block = *self.heads.get_unchecked(
-                    (row << SL_LOG2) | self.row_bits.get_unchecked(row).trailing_zeros() as usize,
-                );
+                list =
+                    (row << SL_LOG2) | self.row_bits.get_unchecked(row).trailing_zeros() as usize;
             } else {
                 block = self.extend(need);
                 if block != 0 && rd(block) < need {
@@ -490,10 +501,19 @@ impl<B: Backend> Heap<B> {
                 if block == 0 || rd(block) < need {
                     return (0, 0);
                 }
+                // Not necessarily the head of its list.
+                let have = rd(block) & !FLAGS;
+                self.unlink(block);
+                return (block, have);
             }
+            block = *self.heads.get_unchecked(list);
             have = rd(block) & !FLAGS;
         }
+        // Size-optimized builds share `unlink` (the same result for a head).
+        #[cfg(wasm_mem_alloc_small)]
         self.unlink(block);
+        #[cfg(not(wasm_mem_alloc_small))]
+        self.pop(list, block);
         (block, have)
     }
 
@@ -529,13 +549,7 @@ impl<B: Backend> Heap<B> {
             let class = size >> G_LOG2;
             let block = *self.heads.get_unchecked(class);
             if block != 0 {
-                let next = rd_at(block, W);
-                *self.heads.get_unchecked_mut(class) = next;
-                if next != 0 {
-                    wr_at(next, 2 * W, class << 1 | 1);
-                } else {
-                    self.emptied(class);
-                }
+                self.pop(class, block);
                 // Exact fit: a free block's predecessor is never free.
                 wr(block, size);
                 wr(block + size, rd(block + size) & !PREV_FREE);
