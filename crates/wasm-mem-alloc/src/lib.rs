@@ -82,6 +82,19 @@ const G: usize = 2 * W;
 const G_LOG2: u32 = G.trailing_zeros();
 /// Smallest block: header, two list links and a footer.
 const MIN_BLOCK: usize = 2 * G;
+/// A block's address is one word before its header: the word there is the
+/// footer of the block before (its size, valid while that block is free), so
+/// a block's own footer is the word at the next block's address and every
+/// access is at a non-negative constant offset (a wasm load or store offset;
+/// a negative one costs an add).
+const HEADER: usize = W;
+/// Offset of a free block's link to the next block of its list (0 at the end).
+const NEXT: usize = 2 * W;
+/// Offset of a free block's link to the previous block of its list, or, for
+/// the first block, its class tagged with the low bit.
+const PREV: usize = 3 * W;
+/// Offset of the payload: just after the header.
+const PAYLOAD: usize = 2 * W;
 /// Header flag: this block is free.
 const FREE: usize = 1;
 /// Header flag: the block just before this one is free (its footer is valid).
@@ -296,26 +309,26 @@ impl<B: Backend> Heap<B> {
     unsafe fn link(&mut self, block: usize, size: usize) {
         let class = class_of(size);
         let first = *self.heads.get_unchecked(class);
-        // `rd(first)` is the head's size with the `FREE` bit, so `>` means
+        // The head's header is its size with the `FREE` bit, so `>` means
         // "at least as large"; the exact classes skip the load. (Tested on
         // the size rather than the class, the test is the one `class_of`
         // just made, so the compiler folds the two: 3.5 fuel per action
         // less than `class < SL`.)
-        if first != 0 && (size < SL * G || rd(first) > size) {
-            let next = rd_at(first, W);
-            wr_at(block, W, next);
-            wr_at(block, 2 * W, first);
-            wr_at(first, W, block);
+        if first != 0 && (size < SL * G || rd_at(first, HEADER) > size) {
+            let next = rd_at(first, NEXT);
+            wr_at(block, NEXT, next);
+            wr_at(block, PREV, first);
+            wr_at(first, NEXT, block);
             if next != 0 {
-                wr_at(next, 2 * W, block);
+                wr_at(next, PREV, block);
             }
             return;
         }
-        wr_at(block, W, first);
-        wr_at(block, 2 * W, class << 1 | 1);
+        wr_at(block, NEXT, first);
+        wr_at(block, PREV, class << 1 | 1);
         *self.heads.get_unchecked_mut(class) = block;
         if first != 0 {
-            wr_at(first, 2 * W, block);
+            wr_at(first, PREV, block);
         } else {
             // The list was empty: flag it in both bitmap levels.
             *self.row_bits.get_unchecked_mut(class >> SL_LOG2) |= 1 << (class & (SL - 1));
@@ -325,13 +338,13 @@ impl<B: Backend> Heap<B> {
 
     #[inline]
     unsafe fn unlink(&mut self, block: usize) {
-        let next = rd_at(block, W);
-        let prev = rd_at(block, 2 * W);
+        let next = rd_at(block, NEXT);
+        let prev = rd_at(block, PREV);
         if next != 0 {
-            wr_at(next, 2 * W, prev);
+            wr_at(next, PREV, prev);
         }
         if prev & 1 == 0 {
-            wr_at(prev, W, next);
+            wr_at(prev, NEXT, next);
         } else {
             let class = prev >> 1;
             *self.heads.get_unchecked_mut(class) = next;
@@ -346,10 +359,10 @@ impl<B: Backend> Heap<B> {
     #[cfg_attr(wasm_mem_alloc_small, allow(dead_code))]
     #[inline(always)]
     unsafe fn pop(&mut self, class: usize, block: usize) {
-        let next = rd_at(block, W);
+        let next = rd_at(block, NEXT);
         *self.heads.get_unchecked_mut(class) = next;
         if next != 0 {
-            wr_at(next, 2 * W, class << 1 | 1);
+            wr_at(next, PREV, class << 1 | 1);
         } else {
             self.emptied(class);
         }
@@ -369,8 +382,8 @@ impl<B: Backend> Heap<B> {
     /// Writes a free block's header and footer and links it.
     #[inline]
     unsafe fn free_block(&mut self, block: usize, size: usize) {
-        wr(block, size | FREE);
-        wr(block + size - W, size);
+        wr_at(block, HEADER, size | FREE);
+        wr(block + size, size);
         self.link(block, size);
     }
 
@@ -378,18 +391,18 @@ impl<B: Backend> Heap<B> {
     /// `PREV_FREE` flag), merging it with free neighbours; returns the merged
     /// free block.
     unsafe fn release(&mut self, mut block: usize) -> usize {
-        let header = rd(block);
+        let header = rd_at(block, HEADER);
         let mut end = block + (header & !FLAGS);
-        let mut next = rd(end);
+        let mut next = rd_at(end, HEADER);
         if next & FREE != 0 {
             self.unlink(end);
             end += next & !FLAGS;
-            next = rd(end);
+            next = rd_at(end, HEADER);
         }
         // Flag the successor (read once when there was nothing to merge).
-        wr(end, next | PREV_FREE);
+        wr_at(end, HEADER, next | PREV_FREE);
         if header & PREV_FREE != 0 {
-            block -= rd(block - W);
+            block -= rd(block);
             self.unlink(block);
         }
         self.free_block(block, end - block);
@@ -407,11 +420,15 @@ impl<B: Backend> Heap<B> {
         return self.trim(block, have, size, prev_flag);
         #[cfg(not(wasm_mem_alloc_small))]
         if have - size >= MIN_BLOCK {
-            wr(block, size | prev_flag);
+            wr_at(block, HEADER, size | prev_flag);
             self.free_block(block + size, have - size);
         } else {
-            wr(block, have | prev_flag);
-            wr(block + have, rd(block + have) & !PREV_FREE);
+            wr_at(block, HEADER, have | prev_flag);
+            wr_at(
+                block + have,
+                HEADER,
+                rd_at(block + have, HEADER) & !PREV_FREE,
+            );
         }
     }
 
@@ -420,12 +437,16 @@ impl<B: Backend> Heap<B> {
     #[inline]
     unsafe fn trim(&mut self, block: usize, have: usize, size: usize, prev_flag: usize) {
         if have - size >= MIN_BLOCK {
-            wr(block, size | prev_flag);
-            wr(block + size, have - size);
+            wr_at(block, HEADER, size | prev_flag);
+            wr_at(block + size, HEADER, have - size);
             self.release(block + size);
         } else {
-            wr(block, have | prev_flag);
-            wr(block + have, rd(block + have) & !PREV_FREE);
+            wr_at(block, HEADER, have | prev_flag);
+            wr_at(
+                block + have,
+                HEADER,
+                rd_at(block + have, HEADER) & !PREV_FREE,
+            );
         }
     }
 
@@ -434,8 +455,8 @@ impl<B: Backend> Heap<B> {
     #[inline]
     unsafe fn extend(&mut self, need: usize) -> usize {
         let top = self.top;
-        let tail = if top != 0 && rd(top) & PREV_FREE != 0 {
-            rd(top - W)
+        let tail = if top != 0 && rd_at(top, HEADER) & PREV_FREE != 0 {
+            rd(top)
         } else {
             0
         };
@@ -452,14 +473,14 @@ impl<B: Backend> Heap<B> {
         // A used block over the new memory, then released: when the memory
         // continues the top, the block starts at the old sentinel (keeping
         // its `PREV_FREE` flag), so it merges with the free tail before it.
-        let (block, header) = if top != 0 && start == top + W {
-            (top, len | (rd(top) & PREV_FREE))
+        let (block, header) = if top != 0 && start == top + G {
+            (top, len | (rd_at(top, HEADER) & PREV_FREE))
         } else {
-            (start + W, len - G)
+            (start, len - G)
         };
-        self.top = start + len - W;
-        wr(self.top, 0);
-        wr(block, header);
+        self.top = start + len - G;
+        wr_at(self.top, HEADER, 0);
+        wr_at(block, HEADER, header);
         self.release(block)
     }
 
@@ -477,7 +498,7 @@ impl<B: Backend> Heap<B> {
         let mut block = *self.heads.get_unchecked(list);
         let mut have = 0;
         if block == 0 || {
-            have = rd(block) & !FLAGS;
+            have = rd_at(block, HEADER) & !FLAGS;
             have < need
         } {
             // Good fit: the first non-empty class whose every block fits.
@@ -493,21 +514,21 @@ impl<B: Backend> Heap<B> {
                     (row << SL_LOG2) | self.row_bits.get_unchecked(row).trailing_zeros() as usize;
             } else {
                 block = self.extend(need);
-                if block != 0 && rd(block) < need {
+                if block != 0 && rd_at(block, HEADER) < need {
                     // The backend returned memory apart from the top; the
                     // new region's tail is now the top, try once more.
                     block = self.extend(need);
                 }
-                if block == 0 || rd(block) < need {
+                if block == 0 || rd_at(block, HEADER) < need {
                     return (0, 0);
                 }
                 // Not necessarily the head of its list.
-                let have = rd(block) & !FLAGS;
+                let have = rd_at(block, HEADER) & !FLAGS;
                 self.unlink(block);
                 return (block, have);
             }
             block = *self.heads.get_unchecked(list);
-            have = rd(block) & !FLAGS;
+            have = rd_at(block, HEADER) & !FLAGS;
         }
         // Size-optimized builds share `unlink` (the same result for a head).
         #[cfg(wasm_mem_alloc_small)]
@@ -551,9 +572,13 @@ impl<B: Backend> Heap<B> {
             if block != 0 {
                 self.pop(class, block);
                 // Exact fit: a free block's predecessor is never free.
-                wr(block, size);
-                wr(block + size, rd(block + size) & !PREV_FREE);
-                return Some(ptr::with_exposed_provenance_mut(block + W));
+                wr_at(block, HEADER, size);
+                wr_at(
+                    block + size,
+                    HEADER,
+                    rd_at(block + size, HEADER) & !PREV_FREE,
+                );
+                return Some(ptr::with_exposed_provenance_mut(block + PAYLOAD));
             }
         }
         None
@@ -572,8 +597,9 @@ impl<B: Backend> Heap<B> {
             return null_mut();
         }
         let mut prev_flag = 0;
-        if big && (block + W) & (align - 1) != 0 {
-            let gap = ((block + W + MIN_BLOCK + align - 1) & !(align - 1)) - (block + W);
+        if big && (block + PAYLOAD) & (align - 1) != 0 {
+            let gap =
+                ((block + PAYLOAD + MIN_BLOCK + align - 1) & !(align - 1)) - (block + PAYLOAD);
             // The front goes back to the free lists; the aligned block's
             // header (written below) carries the `PREV_FREE` flag.
             self.free_block(block, gap);
@@ -582,7 +608,7 @@ impl<B: Backend> Heap<B> {
             prev_flag = PREV_FREE;
         }
         self.carve(block, have, size, prev_flag);
-        ptr::with_exposed_provenance_mut(block + W)
+        ptr::with_exposed_provenance_mut(block + PAYLOAD)
     }
 
     /// Frees a block returned by this heap.
@@ -591,7 +617,7 @@ impl<B: Backend> Heap<B> {
     ///
     /// `ptr` must come from this heap and not be freed yet.
     pub unsafe fn free(&mut self, ptr: *mut u8) {
-        self.release(ptr.expose_provenance() - W);
+        self.release(ptr.expose_provenance() - PAYLOAD);
     }
 
     /// Resizes the block at `ptr` (allocated with `layout`, or with a size up
@@ -610,25 +636,25 @@ impl<B: Backend> Heap<B> {
             return null_mut();
         }
         let size = block_size(new_size);
-        let block = ptr.expose_provenance() - W;
-        let header = rd(block);
+        let block = ptr.expose_provenance() - PAYLOAD;
+        let header = rd_at(block, HEADER);
         let have = header & !FLAGS;
         let prev_flag = header & PREV_FREE;
         if size > have {
             let next = block + have;
-            let mut next_header = rd(next);
+            let mut next_header = rd_at(next, HEADER);
             if next == self.top || next + (next_header & !FLAGS) == self.top {
                 // Last block before the top (or before the free tail): grow
                 // memory, the new pages merge into the tail.
                 self.extend(size - have);
-                next_header = rd(next);
+                next_header = rd_at(next, HEADER);
             }
             let next_free = next_header & FREE != 0;
             let avail = have + (next_header & FREE) * (next_header & !FLAGS);
             if avail < size {
                 // Readable even when the block before is used (its last word)
                 // or absent (the padding word at the start of a region).
-                let prev_size = rd(block - W);
+                let prev_size = rd(block);
                 if prev_flag == 0 || avail + prev_size < size || layout.align() > G {
                     let moved = self.alloc(new_size, layout.align());
                     if !moved.is_null() {
@@ -645,7 +671,7 @@ impl<B: Backend> Heap<B> {
                 if next_free {
                     self.unlink(next);
                 }
-                let moved = ptr::with_exposed_provenance_mut(start + W);
+                let moved = ptr::with_exposed_provenance_mut(start + PAYLOAD);
                 ptr::copy(ptr, moved, layout.size().min(new_size));
                 self.trim(start, avail + prev_size, size, 0);
                 return moved;

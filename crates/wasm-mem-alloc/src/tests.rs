@@ -71,10 +71,12 @@ fn merged_regions(heap: &Heap<TestBackend>) -> Vec<(usize, usize)> {
 fn validate(heap: &Heap<TestBackend>) {
     let mut free_blocks = BTreeMap::new();
     for (start, len) in merged_regions(heap) {
-        let mut block = start + W;
+        // The first block's address is the region's start (its padding word
+        // stands where a footer of a block before would be).
+        let mut block = start;
         let mut prev_free = false;
         loop {
-            let header = unsafe { rd(block) };
+            let header = unsafe { rd_at(block, HEADER) };
             let size = header & !FLAGS;
             assert_eq!(
                 header & PREV_FREE != 0,
@@ -84,7 +86,7 @@ fn validate(heap: &Heap<TestBackend>) {
             assert_eq!(header & FLAGS & !(FREE | PREV_FREE), 0);
             if size == 0 {
                 assert_eq!(header & FREE, 0, "sentinel is used");
-                assert!(block + W <= start + len);
+                assert!(block + G <= start + len);
                 break;
             }
             assert!(
@@ -92,13 +94,13 @@ fn validate(heap: &Heap<TestBackend>) {
                 "size {size} at {block:#x}"
             );
             assert!(
-                block + size + W <= start + len,
+                block + size + G <= start + len,
                 "block runs past its region"
             );
             let free = header & FREE != 0;
             if free {
                 assert!(!prev_free, "two free blocks in a row at {block:#x}");
-                assert_eq!(unsafe { rd(block + size - W) }, size, "footer");
+                assert_eq!(unsafe { rd(block + size) }, size, "footer");
                 free_blocks.insert(block, size);
             }
             prev_free = free;
@@ -118,10 +120,10 @@ fn validate(heap: &Heap<TestBackend>) {
                 .copied()
                 .expect("listed block is free");
             assert_eq!(class_of(size), class, "block in the wrong class");
-            assert_eq!(unsafe { rd(block + 2 * W) }, prev, "back link");
+            assert_eq!(unsafe { rd_at(block, PREV) }, prev, "back link");
             listed += 1;
             prev = block;
-            block = unsafe { rd(block + W) };
+            block = unsafe { rd_at(block, NEXT) };
         }
     }
     for row in 0..ROWS {
@@ -276,7 +278,7 @@ fn randomized(seed: u64, ops: usize, arena_bytes: usize, gap: usize, validate_ev
             let mut block = heap.heads[class];
             while block != 0 {
                 n += 1;
-                block = unsafe { rd(block + W) };
+                block = unsafe { rd_at(block, NEXT) };
             }
             n
         })
@@ -487,11 +489,15 @@ fn list_head_stays_the_larger_block() {
         heap.free(small);
         assert_eq!(
             heap.heads[class],
-            big as usize - W,
+            big as usize - PAYLOAD,
             "the smaller goes second"
         );
         heap.free(bigger);
-        assert_eq!(heap.heads[class], bigger as usize - W, "a larger one leads");
+        assert_eq!(
+            heap.heads[class],
+            bigger as usize - PAYLOAD,
+            "a larger one leads"
+        );
         validate(&heap);
         // The own-class check now serves a request the old head would not.
         let again = heap.alloc(4096 + 2 * G, 8);
