@@ -779,3 +779,268 @@ fn output_has_one_memory_and_validates_without_multi_memory() {
     let info = wasm_mem::ModuleInfo::read(&out).unwrap();
     assert_eq!(info.memories.len(), 1);
 }
+
+/// One kind of access probed at a memory's edge: WAT of `(func (param
+/// addr) (result i64))` around the address, and the access width.
+struct Probe {
+    name: &'static str,
+    width: u64,
+    /// `{m}` is the memory, `{o}` the offset, `{t}` the address type.
+    body: &'static str,
+}
+
+const PROBES: &[Probe] = &[
+    Probe {
+        name: "l8",
+        width: 1,
+        body: "(i64.extend_i32_u (i32.load8_u {m} offset={o} (local.get 0)))",
+    },
+    Probe {
+        name: "l16",
+        width: 2,
+        body: "(i64.load16_u {m} offset={o} (local.get 0))",
+    },
+    Probe {
+        name: "l32",
+        width: 4,
+        body: "(i64.extend_i32_u (i32.load {m} offset={o} (local.get 0)))",
+    },
+    Probe {
+        name: "l64",
+        width: 8,
+        body: "(i64.load {m} offset={o} (local.get 0))",
+    },
+    Probe {
+        name: "l128",
+        width: 16,
+        body: "(i64x2.extract_lane 1 (v128.load {m} offset={o} (local.get 0)))",
+    },
+    Probe {
+        name: "s8",
+        width: 1,
+        body: "(i32.store8 {m} offset={o} (local.get 0) (i32.const 0x5a)) (i64.const 0)",
+    },
+    Probe {
+        name: "s64",
+        width: 8,
+        body: "(i64.store {m} offset={o} (local.get 0) (i64.const 7)) (i64.const 0)",
+    },
+    Probe {
+        name: "s128",
+        width: 16,
+        body: "(v128.store {m} offset={o} (local.get 0) (v128.const i64x2 1 2)) (i64.const 0)",
+    },
+];
+
+const EDGE_OFFSETS: &[u64] = &[0, 1, 5, 8, 65535, 65536, 131071];
+
+/// A module over `memories` (WAT declarations, each with a `$mN` name and
+/// whether it is memory64), with `extra` functions (hot loops that set
+/// which access end the pass favours), a probe export per memory, probe
+/// kind and offset, and `grow_N` / `size_N` exports. Each probe is called
+/// at the addresses around `size - offset - width` and at the top of the
+/// address space, between grows (`grows`: memory, delta); the original
+/// must trap exactly when `addr + offset + width > size`, and the lowered
+/// module (exact mode) must give the same outcome for every call.
+fn edge_sweep(memories: &[(&str, bool)], extra: &str, grows: &[&[(usize, i64)]]) -> LowerReport {
+    let mut wat = String::from("(module\n");
+    for (decl, _) in memories {
+        wat.push_str(&format!("  {decl}\n"));
+    }
+    wat.push_str(extra);
+    for (m, &(_, is64)) in memories.iter().enumerate() {
+        let t = if is64 { "i64" } else { "i32" };
+        wat.push_str(&format!(
+            "  (func (export \"grow_{m}\") (param {t}) (result {t}) (memory.grow $m{m} (local.get 0)))\n  (func (export \"size_{m}\") (result i64) (memory.size $m{m}) {})\n",
+            if is64 { "" } else { "(i64.extend_i32_u)" }
+        ));
+        for p in PROBES {
+            for o in EDGE_OFFSETS {
+                let body = p
+                    .body
+                    .replace("{m}", &format!("$m{m}"))
+                    .replace("{o}", &o.to_string());
+                wat.push_str(&format!(
+                    "  (func (export \"{}_{m}_{o}\") (param {t}) (result i64) {body})\n",
+                    p.name
+                ));
+            }
+        }
+    }
+    wat.push(')');
+    let original = wat::parse_str(&wat).unwrap_or_else(|e| panic!("{e}\n{wat}"));
+    let native = Engine::new(&config(true)).unwrap();
+    let sizes = |calls: &mut Vec<(String, Vec<i64>)>| {
+        let names: Vec<(String, Vec<i64>)> = (0..memories.len())
+            .map(|m| (format!("size_{m}"), vec![]))
+            .collect();
+        let refs: Vec<Call> = names
+            .iter()
+            .map(|(n, a)| (n.as_str(), a.as_slice()))
+            .collect();
+        let out = run(&native, &original, &with_prefix(calls, &refs)).unwrap();
+        out[out.len() - memories.len()..]
+            .iter()
+            .map(|s| s.parse::<u64>().unwrap() * 65536)
+            .collect::<Vec<u64>>()
+    };
+    let mut calls: Vec<(String, Vec<i64>)> = Vec::new();
+    let mut predicted: Vec<(usize, bool)> = Vec::new();
+    for phase in 0..=grows.len() {
+        if phase > 0 {
+            for &(m, delta) in grows[phase - 1] {
+                calls.push((format!("grow_{m}"), vec![delta]));
+            }
+        }
+        let size = sizes(&mut calls);
+        for (m, &(_, is64)) in memories.iter().enumerate() {
+            let top: u128 = if is64 { 1 << 64 } else { 1 << 32 };
+            for p in PROBES {
+                for &o in EDGE_OFFSETS {
+                    let end = (o + p.width) as i128;
+                    let edge = size[m] as i128 - end;
+                    let mut addrs: Vec<i128> = vec![0, edge - 1, edge, edge + 1];
+                    addrs.extend([top as i128 - 1, top as i128 - end, top as i128 / 2]);
+                    for a in addrs {
+                        if a < 0 || a >= top as i128 {
+                            continue;
+                        }
+                        predicted.push((calls.len(), a + end > size[m] as i128));
+                        calls.push((format!("{}_{m}_{o}", p.name), vec![a as u64 as i64]));
+                    }
+                }
+            }
+        }
+    }
+    let refs: Vec<Call> = calls
+        .iter()
+        .map(|(n, a)| (n.as_str(), a.as_slice()))
+        .collect();
+    let (out, report) = same(&wat, &refs);
+    for (i, traps) in predicted {
+        assert_eq!(
+            out[i] == "trap",
+            traps,
+            "call {i} {:?} gave {} in the original",
+            calls[i],
+            out[i]
+        );
+    }
+    report
+}
+
+/// `calls` followed by `more`, as borrowed calls.
+fn with_prefix<'a>(calls: &'a [(String, Vec<i64>)], more: &[Call<'a>]) -> Vec<Call<'a>> {
+    calls
+        .iter()
+        .map(|(n, a)| (n.as_str(), a.as_slice()))
+        .chain(more.iter().copied())
+        .collect()
+}
+
+/// Every access width at every edge of every slot kind, before and after
+/// grows: a reserved slot, a dynamic slot with a fixed base, a dynamic slot
+/// that moves and the last slot that moves; hot loops make the pass favour
+/// different access ends per memory (the size globals then hold the size
+/// minus that end), so the probes' ends are equal to, below and above it.
+#[test]
+fn access_edges_for_every_width_and_slot_kind() {
+    let hot = r#"
+  (func $hot (param i32) (result i64)
+    (local $i i32) (local $s i64)
+    (loop $l
+      (local.set $s (i64.add (local.get $s) (i64.load $m0 (local.get $i))))
+      (local.set $s (i64.add (local.get $s) (i64.load $m1 offset=8 (local.get $i))))
+      (local.set $s (i64.add (local.get $s) (i64.extend_i32_u (i32.load $m2 offset=2 (local.get $i)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 8)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get 0))))
+    (local.get $s))
+  (func (export "uses_3") (param i32) (result i64)
+    (i64.load $m3 (local.get 0)) (i64.load $m3 offset=8 (local.get 0)) (i64.add)
+    (i64.load $m3 offset=16 (local.get 0)) (i64.add) (i64.load $m3 offset=24 (local.get 0)) (i64.add)
+    (i64.load $m3 offset=32 (local.get 0)) (i64.add) (call $hot (local.get 0)) (i64.add))
+"#;
+    let report = edge_sweep(
+        &[
+            ("(memory $m0 1)", false),
+            ("(memory $m1 1 4)", false),
+            ("(memory $m2 1)", false),
+            ("(memory $m3 1)", false),
+        ],
+        hot,
+        &[&[(0, 1), (1, 1), (2, 2), (3, 1)], &[(1, 2), (2, 0), (3, 2)]],
+    );
+    let placement: Vec<(Placement, bool)> = report
+        .memories
+        .iter()
+        .map(|m| (m.placement, m.can_move))
+        .collect();
+    assert_eq!(
+        placement,
+        [
+            (Placement::Dynamic, false),
+            (Placement::Reserved, false),
+            (Placement::Dynamic, true),
+            (Placement::Last, true)
+        ],
+        "{}",
+        report.to_text()
+    );
+}
+
+/// The same sweep over memory64 memories (dynamic slots whose favoured end
+/// fits their minimum, one whose does not, and a moving last slot) and a
+/// mixed set (memory32 slots zero-extended into an i64 combined memory).
+#[test]
+fn access_edges_memory64_and_mixed() {
+    let hot = r#"
+  (func $hot (param i64) (result i64)
+    (local $i i64) (local $s i64)
+    (loop $l
+      (local.set $s (i64.add (local.get $s) (i64.load $m0 (local.get $i))))
+      (local.set $s (i64.add (local.get $s) (i64.load $m1 offset=131072 (local.get $i))))
+      (local.set $i (i64.add (local.get $i) (i64.const 8)))
+      (br_if $l (i64.lt_u (local.get $i) (local.get 0))))
+    (local.get $s))
+  (func (export "uses_2") (param i64) (result i64)
+    (i64.load $m2 (local.get 0)) (i64.load $m2 offset=8 (local.get 0)) (i64.add)
+    (i64.load $m2 offset=16 (local.get 0)) (i64.add) (i64.load $m2 offset=24 (local.get 0)) (i64.add)
+    (call $hot (local.get 0)) (i64.add))
+"#;
+    let report = edge_sweep(
+        &[
+            ("(memory $m0 i64 1)", true),
+            ("(memory $m1 i64 1)", true),
+            ("(memory $m2 i64 1)", true),
+        ],
+        hot,
+        &[&[(0, 1), (1, 2), (2, 1)], &[(1, 1), (2, 0)]],
+    );
+    assert_eq!(report.memories[2].placement, Placement::Last);
+    assert!(report.memories[2].can_move);
+    let hot = r#"
+  (func $hot (param i32) (result i64)
+    (local $i i32) (local $s i64)
+    (loop $l
+      (local.set $s (i64.add (local.get $s) (i64.load $m0 offset=4 (local.get $i))))
+      (local.set $s (i64.add (local.get $s) (i64.load $m1 (i64.extend_i32_u (local.get $i)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 8)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get 0))))
+    (local.get $s))
+  (func (export "uses_2") (param i32) (result i64)
+    (i64.load $m2 (local.get 0)) (i64.load $m2 offset=8 (local.get 0)) (i64.add)
+    (i64.load $m2 offset=16 (local.get 0)) (i64.add) (i64.load $m2 offset=24 (local.get 0)) (i64.add)
+    (call $hot (local.get 0)) (i64.add))
+"#;
+    let report = edge_sweep(
+        &[
+            ("(memory $m0 1)", false),
+            ("(memory $m1 i64 1)", true),
+            ("(memory $m2 1)", false),
+        ],
+        hot,
+        &[&[(0, 2), (1, 1), (2, 1)]],
+    );
+    assert!(report.combined.as_ref().unwrap().memory64);
+    assert_eq!(report.memories[2].placement, Placement::Last);
+}

@@ -36,7 +36,12 @@
 //! otherwise it lives in a mutable global of the combined index type. The
 //! current size of each memory, in bytes, lives in a mutable `i64` global,
 //! except for memories that can never grow (`min == max`: a constant) and the
-//! last slot (derived from `memory.size`). Shared memories always have a
+//! last slot (derived from `memory.size`). The global holds the size minus
+//! the memory's *bias*: the access end (`offset + width`) used most on the
+//! memory, each access weighted by `8^loop depth` (see the checks below).
+//! Functions that use a memory cache its base and size globals in locals,
+//! loaded at entry and after every call (only the grow helpers write them);
+//! bodies with exception handlers read the globals directly. Shared memories always have a
 //! maximum and always get a reserved slot with a constant base, so their
 //! layout never depends on per-instance state; a shared memory that cannot
 //! be reserved is refused. The combined memory is shared when any memory is.
@@ -49,13 +54,37 @@
 //! # Instructions
 //!
 //! Exact mode (the default): an access of `width` bytes at `addr` with static
-//! offset `offset` traps exactly when `addr + offset + width > size` computed
-//! without wrap-around (33 bits for memory32: the address is zero-extended to
-//! `i64`; 65 bits for memory64: checked as `size < offset + width` or
-//! `addr > size - (offset + width)`). The check is inlined before the access
-//! and traps with `unreachable`; operands pushed after the address are parked
-//! in scratch locals meanwhile. Accesses that can never be in bounds (static
-//! offset beyond the memory's largest possible size) become `unreachable`.
+//! offset `offset` traps exactly when `addr + end > size` computed without
+//! wrap-around, `end = offset + width`. The check is inlined before the
+//! access and traps with `unreachable`; operands pushed after the address
+//! are parked in scratch locals meanwhile. Its form depends on the slot:
+//!
+//! - **Last slot, constant base**: no check of our own (the base is folded
+//!   into the static offset, see the layout).
+//! - **Last slot, moving base**: the combined memory ends where the slot
+//!   ends, so the engine's bounds check of `base + addr` (plus the static
+//!   offset, which stays in the instruction) is exactly the memory's own
+//!   check, provided `base + addr` does not wrap around the combined index
+//!   type; the pass checks only that (`base + addr < base` traps: then
+//!   `addr` is beyond the memory, whose size is at most the combined space
+//!   minus the base). The check is left out when no wrap is possible (a
+//!   zero-extended memory32 address and a largest possible base, every
+//!   earlier slot at its largest size, at most `2^64 - 2^32`).
+//! - **Other slots, memory32 address**: `i64(addr) + (end - bias) > g`
+//!   compared as signed `i64`, `g` being the size global (size minus bias).
+//!   The address is zero-extended, `size <= 2^32` and `end <= 2^33`, so no
+//!   side wraps, and a negative `g - end + bias` (`size < end`) traps every
+//!   address. For the accesses whose end is the bias, the check is a single
+//!   compare of the address with the (cached) global: no addition, and no
+//!   `size - end` that the engine would recompute at every access (Cranelift
+//!   rematerialises an addition of a constant at each use, even in loops).
+//! - **Other slots, memory64 address** (65-bit arithmetic): `size < end` or
+//!   `addr > size - end`, unsigned; the first half is left out when `end`
+//!   is at most the memory's minimum size (the size never shrinks), and
+//!   then, when `end` is the bias, `size - end` is the global itself.
+//!
+//! Accesses that can never be in bounds (static offset beyond the memory's
+//! largest possible size) become `unreachable`.
 //! Atomics keep their alignment semantics because every base is a multiple
 //! of 16 (the pass refuses atomics with page sizes below 16 bytes);
 //! `memory.atomic.wait` on a non-shared memory still traps when the combined
@@ -295,7 +324,13 @@ enum Base {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Size {
     Const(u64),
-    Global(u32),
+    /// A mutable `i64` global holding the size in bytes minus `bias`: the
+    /// access end (`offset + width`) most used on the memory, so that its
+    /// bounds check compares the address against the global directly.
+    Global {
+        global: u32,
+        bias: u64,
+    },
     /// Combined size minus the base (last slot).
     Derived,
 }
@@ -376,6 +411,7 @@ pub fn lower_multi_memory(input: &[u8], options: &LowerOptions) -> Result<(Vec<u
         ValType::I32
     };
     // Bases and sizes.
+    let biases = access_biases(input, &layout)?;
     let mut base_bytes = 0u64;
     let mut variable = false;
     for slot in 0..layout.slots.len() {
@@ -393,9 +429,16 @@ pub fn lower_multi_memory(input: &[u8], options: &LowerOptions) -> Result<(Vec<u
         } else if plan.max == Some(plan.min) {
             Size::Const(plan.min * layout.page_size)
         } else {
-            new_globals.push((ValType::I64, plan.min * layout.page_size));
+            let bias = biases[m];
+            new_globals.push((
+                ValType::I64,
+                (plan.min * layout.page_size).wrapping_sub(bias),
+            ));
             next_global += 1;
-            Size::Global(next_global - 1)
+            Size::Global {
+                global: next_global - 1,
+                bias,
+            }
         };
         let extent = match plan.placement {
             Placement::Reserved => plan.max.expect("reserved memories have a max"),
@@ -929,6 +972,63 @@ fn plan_layout(info: &ModuleInfo, options: &LowerOptions) -> Result<Layout> {
     })
 }
 
+/// Per memory, the access end (`offset + width`) that the memory's bounds
+/// checks use most, weighted by loop nesting (an access inside `d` loops
+/// counts `8^d`, up to depth 5), or 0 when the memory has no access. A
+/// memory whose size lives in a global keeps its size minus this bias, so
+/// that these accesses compare the address with the global unchanged.
+fn access_biases(input: &[u8], layout: &Layout) -> Result<Vec<u64>> {
+    let perr = |e: wasmparser::BinaryReaderError| Error::from_parser(input, &e);
+    let mut weights: Vec<std::collections::HashMap<u64, u64>> =
+        vec![Default::default(); layout.plans.len()];
+    for payload in wasmparser::Parser::new(0).parse_all(input) {
+        let wasmparser::Payload::CodeSectionEntry(body) = payload.map_err(perr)? else {
+            continue;
+        };
+        // Innermost first: true for a loop.
+        let mut blocks: Vec<bool> = Vec::new();
+        let mut loops = 0u32;
+        let mut reader = body.get_operators_reader().map_err(perr)?;
+        while !reader.eof() {
+            let op = reader.read().map_err(perr)?;
+            match op {
+                Operator::Block { .. }
+                | Operator::If { .. }
+                | Operator::Try { .. }
+                | Operator::TryTable { .. } => blocks.push(false),
+                Operator::Loop { .. } => {
+                    blocks.push(true);
+                    loops += 1;
+                }
+                Operator::End => {
+                    if blocks.pop() == Some(true) {
+                        loops -= 1;
+                    }
+                }
+                ref op => {
+                    if let Some((memarg, _)) = access_operands(op) {
+                        let end = memarg.offset as u128 + (1u128 << memarg.max_align);
+                        let plan = layout.plan(memarg.memory);
+                        if end <= plan.limit_pages as u128 * layout.page_size as u128 {
+                            *weights[memarg.memory as usize]
+                                .entry(end as u64)
+                                .or_default() += 1u64 << (3 * loops.min(5));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(weights
+        .into_iter()
+        .map(|w| {
+            w.into_iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                .map_or(0, |(end, _)| end)
+        })
+        .collect())
+}
+
 /// Active segments that the start function must apply: from the first one
 /// whose offset is unknown or that does not fit, all later active ones.
 fn plan_segments(info: &ModuleInfo, layout: &Layout) -> Vec<u32> {
@@ -1289,7 +1389,13 @@ impl<'a> Emitter<'_, 'a> {
     fn size_bytes(&mut self, plan: &Plan) {
         match plan.size {
             Size::Const(b) => self.emit(I::I64Const(b as i64)),
-            Size::Global(g) => self.global_get(g),
+            Size::Global { global, bias } => {
+                self.global_get(global);
+                if bias != 0 {
+                    self.emit(I::I64Const(bias as i64));
+                    self.emit(I::I64Add);
+                }
+            }
             Size::Derived => {
                 self.emit(I::MemorySize(0));
                 if !self.c64() {
@@ -1331,7 +1437,32 @@ impl<'a> Emitter<'_, 'a> {
                 Len::Const(_) => true,
                 Len::Local(_, l64) => !l64,
             };
-        if no_overflow {
+        if let (false, Len::Const(end)) = (addr64, len) {
+            // A memory32 access: trap when `addr > size - end`, compared
+            // as signed i64 (`addr` < 2^32 zero-extended, `size` <= 2^32,
+            // `end` <= 2^33, so neither side wraps and a negative limit,
+            // `size < end`, traps every address). With a size global
+            // holding `size - bias`: `addr + (end - bias) > global`, a
+            // single compare for the accesses whose end is the bias.
+            self.get_i64(addr, addr64);
+            match plan.size {
+                Size::Const(s) => self.emit(I::I64Const(s as i64 - end as i64)),
+                Size::Global { global, bias } => {
+                    // addr + (end - bias) > size - bias, the global.
+                    if end != bias {
+                        self.emit(I::I64Const(end.wrapping_sub(bias) as i64));
+                        self.emit(I::I64Add);
+                    }
+                    self.global_get(global);
+                }
+                Size::Derived => {
+                    self.size_bytes(plan);
+                    self.emit(I::I64Const(end as i64));
+                    self.emit(I::I64Sub);
+                }
+            }
+            self.emit(I::I64GtS);
+        } else if no_overflow {
             // Both fit in 33 bits: the sum cannot wrap in i64.
             self.get_i64(addr, addr64);
             self.push_len(len);
@@ -1342,9 +1473,18 @@ impl<'a> Emitter<'_, 'a> {
             // size < len || addr > size - len
             let len_small = matches!(len, Len::Const(c) if (c as u128) <= plan.min as u128 * self.layout.page_size as u128);
             self.get_i64(addr, addr64);
-            self.size_bytes(plan);
-            self.push_len(len);
-            self.emit(I::I64Sub);
+            match (plan.size, len) {
+                // The global is size - len itself, never negative: the
+                // size never drops below the minimum.
+                (Size::Global { global, bias }, Len::Const(c)) if c == bias && len_small => {
+                    self.global_get(global);
+                }
+                _ => {
+                    self.size_bytes(plan);
+                    self.push_len(len);
+                    self.emit(I::I64Sub);
+                }
+            }
             self.emit(I::I64GtU);
             if !len_small {
                 self.size_bytes(plan);
@@ -1353,9 +1493,7 @@ impl<'a> Emitter<'_, 'a> {
                 self.emit(I::I32Or);
             }
         }
-        self.emit(I::If(BlockType::Empty));
-        self.emit(I::Unreachable);
-        self.emit(I::End);
+        self.trap_if();
     }
 
     fn push_len(&mut self, len: Len) {
@@ -1381,6 +1519,51 @@ impl<'a> Emitter<'_, 'a> {
                 0
             }
         }
+    }
+
+    /// Push the combined address of an access to the last slot, trapping
+    /// when `base + addr` wraps around the combined index type (then `addr`
+    /// is beyond the memory's size, which is at most the combined size
+    /// minus the base). Returns the constant base to fold into the static
+    /// offset. Without a wrap, the combined access `base + addr + offset`
+    /// is in bounds of the combined memory exactly when `addr + offset +
+    /// width <= combined size - base`, the memory's own size.
+    fn last_slot_address(&mut self, plan: &Plan, addr: u32) -> u64 {
+        let Base::Global(g, _) = plan.base else {
+            return self.combined_address(plan, addr);
+        };
+        // The largest base: every earlier slot at its largest size.
+        let max_base: u128 = self.layout.slots[..plan.slot]
+            .iter()
+            .map(|&m| {
+                let p = self.layout.plan(m);
+                p.limit_pages as u128 * self.layout.page_size as u128
+            })
+            .sum();
+        let max_addr: u128 = if plan.memory64 {
+            u64::MAX as u128
+        } else {
+            u32::MAX as u128
+        };
+        let space: u128 = if self.c64() { 1 << 64 } else { 1 << 32 };
+        self.combined_address(plan, addr);
+        if max_base + max_addr >= space {
+            let c_ty = addr_ty(self.c64());
+            let sum = self.local(c_ty);
+            self.emit(I::LocalTee(sum));
+            self.global_get(g);
+            self.emit(if self.c64() { I::I64LtU } else { I::I32LtU });
+            self.trap_if();
+            self.emit(I::LocalGet(sum));
+        }
+        0
+    }
+
+    /// Trap (out of bounds) when the `i32` on the stack is not zero.
+    fn trap_if(&mut self) {
+        self.emit(I::If(BlockType::Empty));
+        self.emit(I::Unreachable);
+        self.emit(I::End);
     }
 
     /// Push the combined address with a constant base added too.
@@ -1448,10 +1631,17 @@ impl<'a> Emitter<'_, 'a> {
         };
         let addr = self.local(a_ty);
         self.emit(I::LocalSet(addr));
-        if self.layout.checked && !free {
-            self.range_check(&plan, addr, plan.memory64, Len::Const(end as u64));
-        }
-        let folded = self.combined_address(&plan, addr);
+        let folded = if self.layout.checked && plan.placement == Placement::Last {
+            // The last slot ends where the combined memory ends, so the
+            // engine's bounds check of the combined memory is the memory's
+            // own upper bound, provided `base + addr` does not wrap.
+            self.last_slot_address(&plan, addr)
+        } else {
+            if self.layout.checked && !free {
+                self.range_check(&plan, addr, plan.memory64, Len::Const(end as u64));
+            }
+            self.combined_address(&plan, addr)
+        };
         for &(l, _) in &parked {
             self.emit(I::LocalGet(l));
         }
@@ -1691,8 +1881,8 @@ fn cacheable_globals(
         if let Base::Global(g, _) = plan.base {
             globals.push((g, c_ty));
         }
-        if let Size::Global(g) = plan.size {
-            globals.push((g, ValType::I64));
+        if let Size::Global { global, .. } = plan.size {
+            globals.push((global, ValType::I64));
         }
     }
     Ok(globals)
@@ -1739,7 +1929,8 @@ fn grow_helper(layout: &Layout, memory: u32) -> wasm_encoder::Function {
     };
     match plan.placement {
         Placement::Reserved => {
-            if let Size::Global(g) = plan.size {
+            if let Size::Global { global: g, .. } = plan.size {
+                // The global holds size - bias: growing adds the same.
                 e.emit(I::GlobalGet(g));
                 e.emit(I::LocalGet(delta64));
                 e.emit(I::I64Const(log2));
@@ -1850,7 +2041,8 @@ fn grow_helper(layout: &Layout, memory: u32) -> wasm_encoder::Function {
                     e.emit(I::GlobalSet(g));
                 }
             }
-            if let Size::Global(g) = plan.size {
+            if let Size::Global { global: g, .. } = plan.size {
+                // The global holds size - bias: growing adds the same.
                 e.emit(I::GlobalGet(g));
                 e.emit(I::LocalGet(bytes));
                 e.emit(I::I64Add);
@@ -1893,9 +2085,13 @@ fn import_grow(e: &mut Emitter<'_, '_>, layout: &Layout, pages: u64) {
     e.emit(I::I64Const(layout.page_log2 as i64));
     e.emit(I::I64Shl);
     e.emit(I::LocalSet(old));
-    if let Size::Global(g) = plan0.size {
+    if let Size::Global { global, bias } = plan0.size {
         e.emit(I::LocalGet(old));
-        e.emit(I::GlobalSet(g));
+        if bias != 0 {
+            e.emit(I::I64Const(bias as i64));
+            e.emit(I::I64Sub);
+        }
+        e.emit(I::GlobalSet(global));
     }
     let moved = e.local(ValType::I64);
     e.emit(I::LocalGet(old));
