@@ -14,7 +14,11 @@
 //! the repetitions and the ratio of each lowered variant's median to the
 //! native one. Targets: exact <= 1.5x, unchecked <= 1.05x.
 //!
-//! Usage: `cargo run --release -p multi-memory-bench -- [REPS]` (default 7).
+//! Usage: `cargo run --release -p multi-memory-bench -- [REPS] [KERNEL]`
+//! (default 7 repetitions; `KERNEL` runs only the kernels whose name
+//! contains it). With `MULTI_MEMORY_BENCH_DUMP=DIR` set, the compiled code of
+//! every variant is also written to `DIR/<kernel>-<variant>.cwasm` (an ELF
+//! file: `objdump -d` shows the machine code that is timed).
 
 use anyhow::{bail, Context, Result};
 use std::time::{Duration, Instant};
@@ -67,6 +71,8 @@ fn main() -> Result<()> {
         .map(|a| a.parse().context("REPS must be a number"))
         .transpose()?
         .unwrap_or(7);
+    let filter = std::env::args().nth(2).unwrap_or_default();
+    let dump = std::env::var_os("MULTI_MEMORY_BENCH_DUMP").map(std::path::PathBuf::from);
     let native_engine = engine(true)?;
     let lowered_engine = engine(false)?;
     println!("lower multi-memory benchmark: wasmtime 48, median of {reps} runs (wall time of run(), instantiation excluded)");
@@ -75,7 +81,7 @@ fn main() -> Result<()> {
         "kernel", "native ms", "exact ms", "unchk ms", "exact x", "unchk x"
     );
     let mut worst = (0f64, 0f64);
-    for (name, wat, iters) in KERNELS {
+    for (name, wat, iters) in KERNELS.iter().filter(|k| k.0.contains(&filter)) {
         let original = wat::parse_str(wat)?;
         let (exact, _) = lower_multi_memory(&original, &LowerOptions::default())?;
         let (unchecked, _) = lower_multi_memory(&original, &LowerOptions { checked: false })?;
@@ -84,6 +90,17 @@ fn main() -> Result<()> {
             (&lowered_engine, &exact),
             (&lowered_engine, &unchecked),
         ];
+        if let Some(dir) = &dump {
+            let short = name.split(' ').next().unwrap_or(name);
+            for (label, (engine, bytes)) in ["native", "exact", "unchecked"].iter().zip(&variants) {
+                let code = engine
+                    .precompile_module(bytes)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let path = dir.join(format!("{short}-{label}.cwasm"));
+                std::fs::write(&path, code)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
         let mut times = vec![Vec::new(), Vec::new(), Vec::new()];
         let mut sums = [None; 3];
         // Warm up once, then interleave the variants so drift hits all alike.
