@@ -272,7 +272,7 @@ fn pack_process(input: &str, output: &str, flags: &[String]) -> Result<()> {
     lap("read");
     wasm_mem::input::validate(&module)?;
     lap("validate");
-    let info = wasm_mem::ModuleInfo::read(&module)?;
+    let info = wasm_mem::ModuleInfo::read_without_code(&module)?;
     lap("model");
     let options = wasm_mem::pack::PackOptions {
         extended_const: flags.iter().any(|f| f == "--extended-const"),

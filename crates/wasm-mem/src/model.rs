@@ -37,6 +37,10 @@ pub struct ModuleInfo {
     pub data_count: Option<u32>,
     /// Number of `data.drop` instructions.
     pub data_drops: u64,
+    /// `false` when read by [`ModuleInfo::read_without_code`]: the
+    /// instruction counts and `data_drops` are then zero, not counted.
+    #[serde(skip)]
+    pub instructions_counted: bool,
 }
 
 /// Where an imported item comes from.
@@ -284,6 +288,18 @@ pub const LAYOUT_SYMBOLS: &[&str] = &[
 impl ModuleInfo {
     /// Read the model of a core module.
     pub fn read(bytes: &[u8]) -> Result<ModuleInfo> {
+        Self::read_with(bytes, true)
+    }
+
+    /// Read the model without walking the code: every instruction count and
+    /// `data_drops` stay zero and `instructions_counted` is `false`. For
+    /// passes that need only memories, segments and globals (`pack`), on
+    /// modules where the walk over every instruction is most of the reading.
+    pub fn read_without_code(bytes: &[u8]) -> Result<ModuleInfo> {
+        Self::read_with(bytes, false)
+    }
+
+    fn read_with(bytes: &[u8], count_instructions: bool) -> Result<ModuleInfo> {
         let err = |e: wasmparser::BinaryReaderError| Error::from_parser(bytes, &e);
         let mut info = ModuleInfo {
             memories: Vec::new(),
@@ -292,6 +308,7 @@ impl ModuleInfo {
             layout: Vec::new(),
             data_count: None,
             data_drops: 0,
+            instructions_counted: count_instructions,
         };
         let mut global_inits: Vec<Option<ConstExpr<'_>>> = Vec::new();
         let mut data_offsets: Vec<Option<ConstExpr<'_>>> = Vec::new();
@@ -412,7 +429,7 @@ impl ModuleInfo {
                         });
                     }
                 }
-                Payload::CodeSectionEntry(body) => {
+                Payload::CodeSectionEntry(body) if count_instructions => {
                     code_bytes += body.range().len();
                     bodies.push(body);
                 }

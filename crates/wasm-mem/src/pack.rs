@@ -520,13 +520,17 @@ impl<'a> Domain<'a> {
         self.bridge = bridge;
     }
 
-    /// Bytes of `[start, end)`: painted bytes, zeros elsewhere.
-    fn bytes(&self, start: u64, end: u64) -> Cow<'_, [u8]> {
+    /// Bytes of `[start, end)`: painted bytes, zeros elsewhere. Borrowed
+    /// from the input when one segment of the input holds them all.
+    fn bytes(&self, start: u64, end: u64) -> Cow<'a, [u8]> {
         let i = self.clusters.partition_point(|c| c.end() <= start);
         if let Some(c) = self.clusters.get(i) {
             if c.start <= start && end <= c.end() {
-                let a = (start - c.start) as usize;
-                return Cow::Borrowed(&c.data[a..a + (end - start) as usize]);
+                let range = (start - c.start) as usize..(end - c.start) as usize;
+                return match &c.data {
+                    Cow::Borrowed(input) => Cow::Borrowed(&input[range]),
+                    Cow::Owned(painted) => Cow::Owned(painted[range].to_vec()),
+                };
             }
         }
         let mut out = vec![0u8; (end - start) as usize];
@@ -1066,7 +1070,7 @@ fn pack_impl(
     }
 
     // 5. Encode.
-    let mut section = wasm_encoder::DataSection::new();
+    let mut section = crate::rewrite::DataSegments::new();
     let mut names: HashMap<u32, u32> = HashMap::new();
     let mut after: HashMap<u32, (u64, u64)> = HashMap::new();
     for (new_index, o) in out.iter().enumerate() {
@@ -1080,12 +1084,7 @@ fn pack_impl(
             }
             Out::Piece { domain, start, end } => {
                 let d = &domains[domain];
-                let bytes = d.bytes(start, end);
-                section.active(
-                    d.header.memory,
-                    &d.header.expr(start),
-                    bytes.iter().copied(),
-                );
+                section.active(d.header.memory, &d.header.expr(start), d.bytes(start, end));
                 if let Some(owner) = d.owner(start) {
                     names.entry(owner).or_insert(new_index);
                 }
@@ -1096,7 +1095,7 @@ fn pack_impl(
             }
             Out::Guard { domain, at } => {
                 let d = &domains[domain];
-                section.active(d.header.memory, &d.header.expr(at), std::iter::empty());
+                section.active(d.header.memory, &d.header.expr(at), Cow::Borrowed(&[]));
                 (Some(d.header.memory), d.header.segment_cost(at, 0))
             }
             Out::PassivePiece {
@@ -1104,11 +1103,9 @@ fn pack_impl(
                 start,
                 end,
             } => {
-                section.passive(
-                    payload(segment as usize)[start as usize..end as usize]
-                        .iter()
-                        .copied(),
-                );
+                section.passive(Cow::Borrowed(
+                    &payload(segment as usize)[start as usize..end as usize],
+                ));
                 names.entry(segment).or_insert(new_index);
                 (None, 0)
             }
@@ -1118,7 +1115,7 @@ fn pack_impl(
                     memory64,
                     base: Base::Const,
                 };
-                section.active(memory, &header.expr(0), std::iter::empty());
+                section.active(memory, &header.expr(0), Cow::Borrowed(&[]));
                 (Some(memory), header.segment_cost(0, 0))
             }
         };
@@ -1128,9 +1125,7 @@ fn pack_impl(
             entry.1 += size;
         }
     }
-    let mut encoded = Vec::new();
-    wasm_encoder::Encode::encode(&section, &mut encoded);
-    let new_section_len = 1 + encoded.len() as u64;
+    let new_section_len = section.encoded_len() as u64;
     let predicted: u64 = {
         let body: u64 = after.values().map(|v| v.1).sum::<u64>()
             + out
@@ -1184,7 +1179,7 @@ fn pack_impl(
             .push("no smaller layout exists: output is the input".into());
         return Ok((input.to_vec(), report));
     }
-    rewrite.replace(data_index, &section);
+    rewrite.replace_data(data_index, section);
     if count_section.is_some() {
         rewrite.set(&wasm_encoder::DataCountSection {
             count: out.len() as u32,

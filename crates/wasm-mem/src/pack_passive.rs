@@ -131,7 +131,11 @@ impl LastConsts {
 /// Scan the code section for `memory.init` and `data.drop`.
 pub(crate) fn scan(input: &[u8], info: &ModuleInfo) -> Result<CodeUses> {
     let mut uses = CodeUses::default();
-    if info.data_drops == 0 && info.memories.iter().all(|m| m.instructions.init == 0) {
+    // Without a data count section no `memory.init` or `data.drop` validates.
+    let none_counted = info.instructions_counted
+        && info.data_drops == 0
+        && info.memories.iter().all(|m| m.instructions.init == 0);
+    if info.data_count.is_none() || none_counted {
         return Ok(uses);
     }
     let err = perr(input);

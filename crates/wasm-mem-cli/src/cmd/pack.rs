@@ -83,7 +83,7 @@ impl Opts {
             &self.modules,
             "pack",
             |module| {
-                let info = ModuleInfo::read(module)?;
+                let info = ModuleInfo::read_without_code(module)?;
                 let (out, pack, objective) =
                     pack_for(module, &info, &options, self.objective, self.sizes)?;
                 Ok((out, Report { pack, objective }))
