@@ -397,6 +397,74 @@ fn class_of_matches_the_two_level_formula() {
     }
 }
 
+/// The two shapes of `link` (straight paths in speed builds, shared stores
+/// in size-optimized ones) build the same lists: two heaps over two equal
+/// sets of blocks, one linking with each shape, unlinking the same blocks,
+/// end with the same heads, bitmaps and list orders at every step.
+#[test]
+fn both_link_shapes_build_the_same_lists() {
+    const BLOCKS: usize = 300;
+    const STRIDE: usize = 2 * G;
+    let mut rng = Rng(0x11d_5a9e);
+    // Exact classes and ranged ones, with several sizes per ranged class so
+    // the larger-head rule is exercised.
+    let choices: Vec<usize> = [MIN_BLOCK, 3 * G, SL * G - G, SL * G, SL * G + G]
+        .into_iter()
+        .chain((0..4).map(|k| 4096 + k * G))
+        .chain((0..4).map(|k| (1 << 20) + k * 4096))
+        .collect();
+    let sizes: Vec<usize> = (0..BLOCKS)
+        .map(|_| choices[rng.below(choices.len() as u64) as usize])
+        .collect();
+    let memory = |sizes: &[usize]| {
+        let words: &'static mut [usize] = std::vec![0; BLOCKS * STRIDE / W].leak();
+        let base = words.as_mut_ptr() as usize;
+        for (i, &size) in sizes.iter().enumerate() {
+            unsafe { wr_at(base + i * STRIDE, HEADER, size | FREE) };
+        }
+        base
+    };
+    let (base_a, base_b) = (memory(&sizes), memory(&sizes));
+    let empty = || Heap::new(unsafe { Arena::new(core::ptr::null_mut(), 0) });
+    let (mut a, mut b) = (empty(), empty());
+    let mut linked = [false; BLOCKS];
+    let offset = |heap: &Heap<Arena>, base: usize, class: usize| {
+        let mut order = Vec::new();
+        let mut block = heap.heads[class];
+        while block != 0 {
+            order.push(block - base);
+            block = unsafe { rd_at(block, NEXT) };
+        }
+        order
+    };
+    for step in 0..20_000 {
+        let i = rng.below(BLOCKS as u64) as usize;
+        let (block_a, block_b) = (base_a + i * STRIDE, base_b + i * STRIDE);
+        unsafe {
+            if linked[i] {
+                a.unlink(block_a);
+                b.unlink(block_b);
+            } else {
+                a.link_split(block_a, sizes[i]);
+                b.link_shared(block_b, sizes[i]);
+            }
+        }
+        linked[i] = !linked[i];
+        let class = class_of(sizes[i]);
+        assert_eq!(
+            offset(&a, base_a, class),
+            offset(&b, base_b, class),
+            "step {step}"
+        );
+        assert_eq!(a.rows, b.rows);
+        assert_eq!(a.row_bits, b.row_bits);
+    }
+    for class in 0..LISTS {
+        assert_eq!(offset(&a, base_a, class), offset(&b, base_b, class));
+    }
+    assert!(a.rows.count_ones() > 1, "several rows used");
+}
+
 /// A request finds a block of the next class up, all of whose blocks fit,
 /// even when the request sits high in its own class (the search once
 /// rounded up by a sixteenth of the size and skipped that class).
