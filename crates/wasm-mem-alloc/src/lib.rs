@@ -525,9 +525,9 @@ impl<B: Backend> Heap<B> {
     }
 
     /// Takes a free block of at least `need` bytes off its list; returns it
-    /// with its size, or 0 if there is none.
+    /// with its size, or `None` if there is none.
     #[inline]
-    unsafe fn take(&mut self, need: usize) -> (usize, usize) {
+    unsafe fn take(&mut self, need: usize) -> Option<(usize, usize)> {
         // Best fit first: the head of the class holding `need - 1` often
         // holds enough (always in the exact small classes, where `free`
         // keeps the head the larger of the last two blocks). That class is
@@ -560,12 +560,12 @@ impl<B: Backend> Heap<B> {
                     block = self.extend(need);
                 }
                 if block == 0 || rd_at(block, HEADER) < need {
-                    return (0, 0);
+                    return None;
                 }
                 // Not necessarily the head of its list.
                 let have = rd_at(block, HEADER) & !FLAGS;
                 self.unlink(block);
-                return (block, have);
+                return Some((block, have));
             }
             block = *self.heads.get_unchecked(list);
             have = rd_at(block, HEADER) & !FLAGS;
@@ -575,7 +575,7 @@ impl<B: Backend> Heap<B> {
         self.unlink(block);
         #[cfg(not(wasm_mem_alloc_small))]
         self.pop(list, block);
-        (block, have)
+        Some((block, have))
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two); null when
@@ -632,10 +632,10 @@ impl<B: Backend> Heap<B> {
         }
         let size = block_size(size);
         let big = align > G;
-        let (mut block, mut have) = self.take(size + big as usize * (align + MIN_BLOCK));
-        if block == 0 {
+        let Some((mut block, mut have)) = self.take(size + big as usize * (align + MIN_BLOCK))
+        else {
             return null_mut();
-        }
+        };
         let mut prev_flag = 0;
         if big && (block + PAYLOAD) & (align - 1) != 0 {
             let gap =
