@@ -321,6 +321,12 @@ fn fuzz_findings_stay_fixed() {
                 0x61, 0x6d, 0x65, 0x07, 0x07, 0x01, 0x00, 0x04, 0x62, 0x61, 0x73, 0x65,
             ],
         ),
+        (
+            // input::validate accepted an empty component (the validator
+            // takes components), and ModuleInfo::read then refused it
+            "empty component (preamble of layer 1)",
+            &[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00],
+        ),
     ];
     for (what, bytes) in findings {
         let _case = Case(what, bytes);

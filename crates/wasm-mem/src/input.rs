@@ -37,8 +37,15 @@ pub fn validate(bytes: &[u8]) -> Result<()> {
     validate_with(bytes, features())
 }
 
-/// Validate a core module with the given features.
+/// Validate a core module with the given features. A component (which the
+/// validator would accept) is refused: every caller expects a core module,
+/// and components go through [`crate::component`].
 pub fn validate_with(bytes: &[u8], features: WasmFeatures) -> Result<()> {
+    if crate::component::is_component(bytes) {
+        return Err(Error::Refused(
+            "the input is a WebAssembly component; this needs a core module".into(),
+        ));
+    }
     validate_parallel(bytes, features, Bodies::Validate).map_err(|e| Error::from_parser(bytes, &e))
 }
 
