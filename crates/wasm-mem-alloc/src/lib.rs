@@ -430,7 +430,14 @@ impl<B: Backend> Heap<B> {
     /// Frees the used block at `block` (its header holds its size and
     /// `PREV_FREE` flag), merging it with free neighbours; returns the merged
     /// free block.
-    unsafe fn release(&mut self, mut block: usize) -> usize {
+    #[cfg_attr(not(wasm_mem_alloc_small), inline(never))]
+    unsafe fn release(&mut self, block: usize) -> usize {
+        self.release_inline(block)
+    }
+
+    /// `release` inlined (into `free` in speed builds).
+    #[inline(always)]
+    unsafe fn release_inline(&mut self, mut block: usize) -> usize {
         let header = rd_at(block, HEADER);
         let mut end = block + (header & !FLAGS);
         let mut next = rd_at(end, HEADER);
@@ -657,6 +664,9 @@ impl<B: Backend> Heap<B> {
     ///
     /// `ptr` must come from this heap and not be freed yet.
     pub unsafe fn free(&mut self, ptr: *mut u8) {
+        #[cfg(not(wasm_mem_alloc_small))]
+        self.release_inline(ptr.expose_provenance() - PAYLOAD);
+        #[cfg(wasm_mem_alloc_small)]
         self.release(ptr.expose_provenance() - PAYLOAD);
     }
 
