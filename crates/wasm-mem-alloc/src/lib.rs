@@ -437,8 +437,22 @@ impl<B: Backend> Heap<B> {
 
     /// `release` inlined (into `free` in speed builds).
     #[inline(always)]
-    unsafe fn release_inline(&mut self, mut block: usize) -> usize {
-        let header = rd_at(block, HEADER);
+    unsafe fn release_inline(&mut self, block: usize) -> usize {
+        self.merge_free(block, rd_at(block, HEADER))
+    }
+
+    /// Frees the tail of a block that stays used (speed builds: its header
+    /// need not be written first and there is no block before to merge).
+    #[cfg_attr(wasm_mem_alloc_small, allow(dead_code))]
+    #[inline(never)]
+    unsafe fn release_tail(&mut self, block: usize, size: usize) {
+        self.merge_free(block, size);
+    }
+
+    /// The body of `release` for the block at `block` with `header` (which
+    /// need not be written yet: `free_block` writes it).
+    #[inline(always)]
+    unsafe fn merge_free(&mut self, mut block: usize, header: usize) -> usize {
         let mut end = block + (header & !FLAGS);
         let mut next = rd_at(end, HEADER);
         if next & FREE != 0 {
@@ -485,8 +499,13 @@ impl<B: Backend> Heap<B> {
     unsafe fn trim(&mut self, block: usize, have: usize, size: usize, prev_flag: usize) {
         if have - size >= MIN_BLOCK {
             wr_at(block, HEADER, size | prev_flag);
-            wr_at(block + size, HEADER, have - size);
-            self.release(block + size);
+            #[cfg(not(wasm_mem_alloc_small))]
+            self.release_tail(block + size, have - size);
+            #[cfg(wasm_mem_alloc_small)]
+            {
+                wr_at(block + size, HEADER, have - size);
+                self.release(block + size);
+            }
         } else {
             wr_at(block, HEADER, have | prev_flag);
             wr_at(
