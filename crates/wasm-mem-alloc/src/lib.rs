@@ -728,6 +728,9 @@ impl<B: Backend> Heap<B> {
                     let moved = self.alloc(new_size, layout.align());
                     if !moved.is_null() {
                         ptr::copy_nonoverlapping(ptr, moved, layout.size().min(new_size));
+                        #[cfg(not(wasm_mem_alloc_small))]
+                        self.release_inline(block);
+                        #[cfg(wasm_mem_alloc_small)]
                         self.release(block);
                     }
                     return moved;
