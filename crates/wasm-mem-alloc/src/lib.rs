@@ -540,7 +540,13 @@ impl<B: Backend> Heap<B> {
         // continues the top, the block starts at the old sentinel (keeping
         // its `PREV_FREE` flag), so it merges with the free tail before it.
         let (block, header) = if top != 0 && start == top + G {
-            (top, len | (rd_at(top, HEADER) & PREV_FREE))
+            // The sentinel's `PREV_FREE` flag (set when there is a tail;
+            // computed from `tail` it is less code, read again less fuel).
+            #[cfg(wasm_mem_alloc_small)]
+            let flag = (tail != 0) as usize * PREV_FREE;
+            #[cfg(not(wasm_mem_alloc_small))]
+            let flag = rd_at(top, HEADER) & PREV_FREE;
+            (top, len | flag)
         } else {
             (start, len - G)
         };
