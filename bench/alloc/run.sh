@@ -5,6 +5,8 @@
 #   bench/alloc/run.sh            # full run
 #   ALLOC_BENCH_QUICK=1 bench/alloc/run.sh   # a tenth of the work, for a smoke test
 #   ALLOC_BENCH_ONLY=ours bench/alloc/run.sh  # only the named allocators (comma-separated)
+#   ALLOC_BENCH_TRACE=DIR bench/alloc/run.sh  # also write DIR/NAME.trace: one line per
+#                                             # call of the fuel/action workload (see the driver)
 #
 # The guests build under $CARGO_TARGET_DIR/alloc-bench-guest. The host driver
 # (wasmtime) builds in $ALLOC_BENCH_DRIVER_TARGET_DIR (default: $CARGO_TARGET_DIR)

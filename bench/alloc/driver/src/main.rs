@@ -12,6 +12,10 @@
 //! The host writes a tag into the first and last byte of every block and
 //! checks it on free, so a broken allocator shows up as an error rather than a
 //! good number.
+//!
+//! `ALLOC_BENCH_TRACE=DIR` also writes `DIR/NAME.trace`, one line per call of
+//! the fuel/action workload (format at `random_actions`), to see where an
+//! allocator's fuel goes (e.g. bytes copied by reallocs that move).
 
 use std::path::{Path, PathBuf};
 use wasmtime::error::{Context, Result};
@@ -202,13 +206,30 @@ struct Actions {
     per_realloc: f64,
 }
 
-fn random_actions(engine: &Engine, module: &Module, actions: usize) -> Result<Actions> {
+/// With `trace`, writes one line per call of the workload to that file:
+/// `a SIZE ALIGN PTR FUEL`, `f SIZE ALIGN PTR FUEL` and
+/// `r OLD_SIZE ALIGN OLD_PTR NEW_SIZE NEW_PTR FUEL` (a realloc moved when the
+/// pointers differ and then copied `min(OLD_SIZE, NEW_SIZE)` bytes, which
+/// `memory.copy` charges one fuel each).
+fn random_actions(
+    engine: &Engine,
+    module: &Module,
+    actions: usize,
+    trace: Option<&Path>,
+) -> Result<Actions> {
+    use std::io::Write;
     let mut guest = Guest::new(engine, module, None)?;
     let mut rng = Rng(0xac71_0a11);
     let mut live: Vec<Block> = Vec::new();
     let mut fuel = [0u64; 3];
     let mut count = [0u64; 3];
     let mut target = 1000;
+    let mut trace = match trace {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
     for i in 0..actions {
         if i % 10_000 == 0 {
             target = 100 + rng.below(4000) as usize;
@@ -217,12 +238,22 @@ fn random_actions(engine: &Engine, module: &Module, actions: usize) -> Result<Ac
         if live.is_empty() || choice < 40 && live.len() < target {
             let (size, align) = (rng.size(), rng.align());
             let (block, f) = guest.alloc(size, align)?;
-            live.push(block.context("allocation failed without a memory cap")?);
+            let block = block.context("allocation failed without a memory cap")?;
+            if let Some(t) = trace.as_mut() {
+                writeln!(t, "a {size} {align} {} {f}", block.ptr)?;
+            }
+            live.push(block);
             fuel[0] += f;
             count[0] += 1;
         } else if choice < 80 {
             let i = rng.below(live.len() as u64) as usize;
-            fuel[1] += guest.free(live.swap_remove(i))?;
+            let block = live.swap_remove(i);
+            let (size, align, ptr) = (block.size, block.align, block.ptr);
+            let f = guest.free(block)?;
+            if let Some(t) = trace.as_mut() {
+                writeln!(t, "f {size} {align} {ptr} {f}")?;
+            }
+            fuel[1] += f;
             count[1] += 1;
         } else {
             let i = rng.below(live.len() as u64) as usize;
@@ -232,12 +263,20 @@ fn random_actions(engine: &Engine, module: &Module, actions: usize) -> Result<Ac
                 _ => rng.size(),
             };
             let block = live.swap_remove(i);
+            let (old_size, align, old_ptr) = (block.size, block.align, block.ptr);
             let (block, ok, f) = guest.realloc(block, new_size)?;
             ensure!(ok, "reallocation failed without a memory cap");
+            if let Some(t) = trace.as_mut() {
+                let new_ptr = block.ptr;
+                writeln!(t, "r {old_size} {align} {old_ptr} {new_size} {new_ptr} {f}")?;
+            }
             live.push(block);
             fuel[2] += f;
             count[2] += 1;
         }
+    }
+    if let Some(t) = trace.as_mut() {
+        t.flush()?;
     }
     let total: u64 = fuel.iter().sum();
     Ok(Actions {
@@ -393,6 +432,7 @@ fn main() -> Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let only = std::env::var("ALLOC_BENCH_ONLY").ok();
+    let trace_dir = std::env::var_os("ALLOC_BENCH_TRACE").map(PathBuf::from);
     for name in ALLOCATORS {
         if only
             .as_deref()
@@ -402,7 +442,10 @@ fn main() -> Result<()> {
         }
         let module = Module::from_file(&engine, dir.join(format!("{name}.wasm")))?;
         let code = file_size(&dir.join(format!("{name}-size.wasm")))? - empty;
-        let a = random_actions(&engine, &module, actions)?;
+        let trace = trace_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{name}.trace")));
+        let a = random_actions(&engine, &module, actions, trace.as_deref())?;
         let small = max_fuel(&engine, &module, 1_000, rounds)?;
         let large = max_fuel(&engine, &module, 30_000, rounds)?;
         let pages = growing_buffer(&engine, &module, 600)?;
