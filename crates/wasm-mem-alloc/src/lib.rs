@@ -716,6 +716,9 @@ impl<B: Backend> Heap<B> {
         let have = header & !FLAGS;
         let prev_flag = header & PREV_FREE;
         if size > have {
+            // Growing: `block_size(layout.size()) <= have < size`, so
+            // `layout.size() < new_size` and the contents to keep are
+            // `layout.size()` bytes.
             let next = block + have;
             let mut next_header = rd_at(next, HEADER);
             if next == self.top || next + (next_header & !FLAGS) == self.top {
@@ -733,7 +736,7 @@ impl<B: Backend> Heap<B> {
                 if prev_flag == 0 || avail + prev_size < size || layout.align() > G {
                     let moved = self.alloc(new_size, layout.align());
                     if !moved.is_null() {
-                        ptr::copy_nonoverlapping(ptr, moved, layout.size().min(new_size));
+                        ptr::copy_nonoverlapping(ptr, moved, layout.size());
                         #[cfg(not(wasm_mem_alloc_small))]
                         self.release_inline(block);
                         #[cfg(wasm_mem_alloc_small)]
@@ -750,7 +753,7 @@ impl<B: Backend> Heap<B> {
                     self.unlink(next);
                 }
                 let moved = ptr::with_exposed_provenance_mut(start + PAYLOAD);
-                ptr::copy(ptr, moved, layout.size().min(new_size));
+                ptr::copy(ptr, moved, layout.size());
                 self.trim(start, avail + prev_size, size, 0);
                 return moved;
             }
