@@ -26,7 +26,8 @@ fn config(multi_memory: bool) -> Config {
 /// A call: export name and i64 arguments (converted to the parameter types).
 type Call<'a> = (&'a str, &'a [i64]);
 
-/// Outcome of each call: the results as i64 (floats as bits), or "trap".
+/// Outcome of each call: the results as i64 (floats as bits), "trap" for an
+/// out-of-bounds trap or "trap: KIND" for another trap.
 fn run(engine: &Engine, bytes: &[u8], calls: &[Call]) -> Result<Vec<String>, String> {
     let module = Module::new(engine, bytes).map_err(|e| format!("compile: {e:#}"))?;
     let mut store = Store::new(engine, ());
@@ -67,8 +68,13 @@ fn run(engine: &Engine, bytes: &[u8], calls: &[Call]) -> Result<Vec<String>, Str
                     .collect::<Vec<_>>()
                     .join(","),
             ),
-            Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => out.push("trap".into()),
-            Err(e) => return Err(format!("call {name}: {e:#}")),
+            Err(e) => match e.downcast_ref::<wasmtime::Trap>() {
+                // The pass keeps the trap kind: an out-of-bounds access
+                // still traps as one.
+                Some(wasmtime::Trap::MemoryOutOfBounds) => out.push("trap".into()),
+                Some(other) => out.push(format!("trap: {other}")),
+                None => return Err(format!("call {name}: {e:#}")),
+            },
         }
     }
     Ok(out)
@@ -96,6 +102,13 @@ fn same(wat: &str, calls: &[Call]) -> (Vec<String>, LowerReport) {
         )
     });
     for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+        // The one trap whose kind the pass cannot keep: a wait on a
+        // non-shared memory when the combined memory is shared.
+        let wait = e.ends_with("atomic wait on non-shared memory")
+            && g.ends_with("wasm `unreachable` instruction executed");
+        if wait {
+            continue;
+        }
         assert_eq!(
             e,
             g,
@@ -396,8 +409,26 @@ fn shared_memories_and_atomics() {
     assert_eq!(
         out,
         s(&[
-            "0", "5", "trap", "trap", "0", "3", "trap", "0", "9", "0", "trap", "trap", "1", "1",
-            "0", "trap", "1", "0", "2", "-1"
+            "0",
+            "5",
+            "trap: wasm trap: unaligned atomic",
+            "trap",
+            "0",
+            "3",
+            "trap",
+            "0",
+            "9",
+            "0",
+            "trap: wasm trap: unaligned atomic",
+            "trap: wasm trap: atomic wait on non-shared memory",
+            "1",
+            "1",
+            "0",
+            "trap",
+            "1",
+            "0",
+            "2",
+            "-1"
         ])
     );
     // Shared memories never move.

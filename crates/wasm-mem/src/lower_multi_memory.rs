@@ -56,8 +56,10 @@
 //! Exact mode (the default): an access of `width` bytes at `addr` with static
 //! offset `offset` traps exactly when `addr + end > size` computed without
 //! wrap-around, `end = offset + width`. The check is inlined before the
-//! access and traps with `unreachable`; operands pushed after the address
-//! are parked in scratch locals meanwhile. Its form depends on the slot:
+//! access and traps with the engine's own out-of-bounds trap (a one-byte
+//! load at an effective address beyond any memory), the original's trap
+//! kind; operands pushed after the address are parked in scratch locals
+//! meanwhile. Its form depends on the slot:
 //!
 //! - **Last slot, constant base**: no check of our own (the base is folded
 //!   into the static offset, see the layout).
@@ -84,11 +86,16 @@
 //!   then, when `end` is the bias, `size - end` is the global itself.
 //!
 //! Accesses that can never be in bounds (static offset beyond the memory's
-//! largest possible size) become `unreachable`.
+//! largest possible size) become that out-of-bounds trap.
 //! Atomics keep their alignment semantics because every base is a multiple
-//! of 16 (the pass refuses atomics with page sizes below 16 bytes);
+//! of 16 (the pass refuses atomics with page sizes below 16 bytes); an
+//! atomic access that is both misaligned and out of bounds traps as out of
+//! bounds where the pass checks the bounds itself (wasmtime reports the
+//! misalignment first);
 //! `memory.atomic.wait` on a non-shared memory still traps when the combined
-//! memory is shared.
+//! memory is shared (with `unreachable`, after the access's own checks: the
+//! engine's trap for a wait on a non-shared memory cannot be reproduced on
+//! a shared one; the only trap whose kind differs from the original's).
 //!
 //! `memory.fill`, `memory.copy` (across memories and overlapping alike, via
 //! the combined memory's memmove) and `memory.init` check every range the
@@ -1562,8 +1569,31 @@ impl<'a> Emitter<'_, 'a> {
     /// Trap (out of bounds) when the `i32` on the stack is not zero.
     fn trap_if(&mut self) {
         self.emit(I::If(BlockType::Empty));
+        self.trap_oob();
+        // Never reached; it ends the block in a trap, so the engine keeps
+        // the block out of the hot path (and knows control stops there).
         self.emit(I::Unreachable);
         self.emit(I::End);
+    }
+
+    /// Trap with the engine's own out-of-bounds trap, the original's trap
+    /// kind: a 4-byte load at address 0 with the largest static offset, so
+    /// it ends beyond any memory of the combined index type (effective
+    /// addresses do not wrap). Its offset alone exceeds the largest memory,
+    /// so an engine can compile it to an unconditional trap.
+    fn trap_oob(&mut self) {
+        let (address, offset) = if self.c64() {
+            (I::I64Const(0), u64::MAX)
+        } else {
+            (I::I32Const(0), u32::MAX as u64)
+        };
+        self.emit(address);
+        self.emit(I::I32Load(wasm_encoder::MemArg {
+            offset,
+            align: 0,
+            memory_index: 0,
+        }));
+        self.emit(I::Drop);
     }
 
     /// Push the combined address with a constant base added too.
@@ -1600,6 +1630,7 @@ impl<'a> Emitter<'_, 'a> {
         let end = memarg.offset as u128 + width as u128;
         if end > plan.limit_bytes {
             // Never in bounds: the original always traps here.
+            self.trap_oob();
             self.emit(I::Unreachable);
             return Ok(());
         }
@@ -1655,6 +1686,7 @@ impl<'a> Emitter<'_, 'a> {
         let offset = memarg.offset + folded;
         if !self.c64() && offset > u32::MAX as u64 {
             // Unchecked mode only: the combined access is out of bounds.
+            self.trap_oob();
             self.emit(I::Unreachable);
             return Ok(());
         }
