@@ -7,6 +7,7 @@
 #   ALLOC_BENCH_ONLY=ours bench/alloc/run.sh  # only the named allocators (comma-separated)
 #   ALLOC_BENCH_TRACE=DIR bench/alloc/run.sh  # also write DIR/NAME.trace: one line per
 #                                             # call of the fuel/action workload (see the driver)
+#   ALLOC_BENCH_SEEDS=40 bench/alloc/run.sh   # also heap efficiency over 40 more seeds
 #
 # The guests build under $CARGO_TARGET_DIR/alloc-bench-guest. The host driver
 # (wasmtime) builds in $ALLOC_BENCH_DRIVER_TARGET_DIR (default: $CARGO_TARGET_DIR)

@@ -16,6 +16,8 @@
 //! `ALLOC_BENCH_TRACE=DIR` also writes `DIR/NAME.trace`, one line per call of
 //! the fuel/action workload (format at `random_actions`), to see where an
 //! allocator's fuel goes (e.g. bytes copied by reallocs that move).
+//! `ALLOC_BENCH_SEEDS=N` runs the heap-efficiency workload over N more seeds
+//! and prints the mean and range per allocator.
 
 use std::path::{Path, PathBuf};
 use wasmtime::error::{Context, Result};
@@ -71,6 +73,8 @@ struct Guest {
 }
 
 const FUEL: u64 = u64::MAX / 4;
+/// Seed of the heap-efficiency workload in the table.
+const EFFICIENCY_SEED: u64 = 0xeff1_c1e7;
 
 impl Guest {
     fn new(engine: &Engine, module: &Module, max_bytes: Option<usize>) -> Result<Guest> {
@@ -290,10 +294,16 @@ fn random_actions(
 /// Heap efficiency with memory capped: allocate until an allocation fails,
 /// record live bytes / bytes the allocator could have grown into, free a
 /// random half, repeat.
-fn heap_efficiency(engine: &Engine, module: &Module, cap_pages: u64, rounds: usize) -> Result<f64> {
+fn heap_efficiency(
+    engine: &Engine,
+    module: &Module,
+    cap_pages: u64,
+    rounds: usize,
+    seed: u64,
+) -> Result<f64> {
     let mut guest = Guest::new(engine, module, Some((cap_pages * PAGE) as usize))?;
     let available = ((cap_pages - guest.initial_pages) * PAGE) as f64;
-    let mut rng = Rng(0xeff1_c1e7);
+    let mut rng = Rng(seed);
     let mut live: Vec<Block> = Vec::new();
     let mut live_bytes = 0u64;
     let mut sum = 0.0;
@@ -449,7 +459,7 @@ fn main() -> Result<()> {
         let small = max_fuel(&engine, &module, 1_000, rounds)?;
         let large = max_fuel(&engine, &module, 30_000, rounds)?;
         let pages = growing_buffer(&engine, &module, 600)?;
-        let efficiency = heap_efficiency(&engine, &module, 256, 50 / scale)?;
+        let efficiency = heap_efficiency(&engine, &module, 256, 50 / scale, EFFICIENCY_SEED)?;
         let (mean4k, max4k, pages4k, peak4k) = aligned_4k(&engine, &module, 20_000 / scale)?;
         println!(
             "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {} ({}) | {} ({}) | {} / {} | {pages} | {:.1}% | {mean4k:.1} / {max4k} | {pages4k} ({}) | {code} |",
@@ -466,6 +476,49 @@ fn main() -> Result<()> {
             efficiency * 100.0,
             peak4k / 1024,
         );
+    }
+    // `ALLOC_BENCH_SEEDS=N`: the heap-efficiency workload again over N more
+    // seeds (the table's seed plus 1..=N), mean and range per allocator.
+    let seeds: u64 = match std::env::var("ALLOC_BENCH_SEEDS") {
+        Ok(n) => n
+            .parse::<u64>()
+            .ok()
+            .context("ALLOC_BENCH_SEEDS is not a number")?,
+        Err(_) => 0,
+    };
+    if seeds > 0 {
+        println!();
+        println!("| allocator | heap efficiency over {seeds} seeds: mean | min | max |");
+        println!("|---|---|---|---|");
+        for name in ALLOCATORS {
+            if only
+                .as_deref()
+                .is_some_and(|only| !only.split(',').any(|n| n == name))
+            {
+                continue;
+            }
+            let module = Module::from_file(&engine, dir.join(format!("{name}.wasm")))?;
+            let mut all: Vec<f64> = Vec::new();
+            for seed in 1..=seeds {
+                all.push(heap_efficiency(
+                    &engine,
+                    &module,
+                    256,
+                    50 / scale,
+                    EFFICIENCY_SEED + seed,
+                )?);
+            }
+            let mean = all.iter().sum::<f64>() / all.len() as f64;
+            let (min, max) = all
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &e| (lo.min(e), hi.max(e)));
+            println!(
+                "| {name} | {:.1}% | {:.1}% | {:.1}% |",
+                mean * 100.0,
+                min * 100.0,
+                max * 100.0
+            );
+        }
     }
     Ok(())
 }
