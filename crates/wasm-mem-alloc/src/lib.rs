@@ -23,10 +23,14 @@
 //!
 //! A small request whose exact class has a block takes a fast path inlined
 //! into the caller (pop the head, write the header); everything else goes
-//! through one out-of-line function. Size-optimized builds (opt-level "s"
-//! or "z", detected by `build.rs`) leave the fast path out and share one
-//! block-splitting function: the same algorithm, the same blocks chosen
-//! (`fast_path_matches_slow_path` checks it), less code.
+//! through one out-of-line function. Speed builds also inline the merge into
+//! `free` and into realloc's move, pop list heads without reading their back
+//! link, and free a realloc's tail without a merge check on the used block
+//! before it. Size-optimized builds (opt-level "s" or "z", detected by
+//! `build.rs`) leave all that out, share one block-splitting function and
+//! link with one set of stores: the same algorithm, the same blocks chosen
+//! and the same list order (`fast_path_matches_slow_path` and
+//! `both_link_shapes_build_the_same_lists` check it), less code.
 //!
 //! Each block carries one header word (size and two flag bits) in front of its
 //! payload; a free block also keeps its list links and a footer with its
