@@ -1481,10 +1481,15 @@ impl<'a> Emitter<'_, 'a> {
             let len_small = matches!(len, Len::Const(c) if (c as u128) <= plan.min as u128 * self.layout.page_size as u128);
             self.get_i64(addr, addr64);
             match (plan.size, len) {
-                // The global is size - len itself, never negative: the
-                // size never drops below the minimum.
-                (Size::Global { global, bias }, Len::Const(c)) if c == bias && len_small => {
+                // size - c = global + (bias - c) modulo 2^64: the global
+                // itself when c is the bias (a wrapped value when size < c
+                // is caught by the `size < len` half below).
+                (Size::Global { global, bias }, Len::Const(c)) => {
                     self.global_get(global);
+                    if bias != c {
+                        self.emit(I::I64Const(bias.wrapping_sub(c) as i64));
+                        self.emit(I::I64Add);
+                    }
                 }
                 _ => {
                     self.size_bytes(plan);
