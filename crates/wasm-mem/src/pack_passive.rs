@@ -141,6 +141,9 @@ pub(crate) fn scan(input: &[u8], info: &ModuleInfo) -> Result<CodeUses> {
     let err = perr(input);
     for payload in wasmparser::Parser::new(0).parse_all(input) {
         if let wasmparser::Payload::CodeSectionEntry(body) = payload.map_err(&err)? {
+            if !may_use_data(&input[body.range()]) {
+                continue;
+            }
             let mut ops = body.get_operators_reader().map_err(&err)?;
             let mut last = LastConsts::default();
             while !ops.eof() {
@@ -166,6 +169,16 @@ pub(crate) fn scan(input: &[u8], info: &ModuleInfo) -> Result<CodeUses> {
         }
     }
     Ok(uses)
+}
+
+/// `false` when a function body (its bytes) certainly holds no
+/// `memory.init` or `data.drop`: both are the prefix byte 0xFC followed by a
+/// sub-opcode LEB of 8 or 9, whose first byte carries those low bits even when
+/// the LEB is over-long. A byte pair that only looks like one (inside an
+/// immediate) makes the body be read in full, never skipped wrongly.
+fn may_use_data(body: &[u8]) -> bool {
+    memchr::memchr_iter(0xFC, body)
+        .any(|i| body.get(i + 1).is_some_and(|b| matches!(b & 0x7F, 8 | 9)))
 }
 
 /// Bytes of `memory.init` (0xFC 8 data memory).

@@ -957,3 +957,81 @@ fn the_script_catches_a_write_before_the_drop_trap() {
     assert_eq!(a.0, b.0, "same traps");
     assert_ne!(a.1, b.1, "the zeros written before the trap are visible");
 }
+
+/// `memory.init` and `data.drop` whose sub-opcode LEBs are over-long (valid
+/// encodings the scan's byte prefilter must not skip): the passive segment
+/// is still seen as read, split, and the rewritten module behaves the same,
+/// whether the model counted instructions or not.
+#[test]
+fn over_long_bulk_memory_opcodes_are_seen() {
+    use wasm_encoder::{
+        CodeSection, DataCountSection, DataSection, ExportKind, ExportSection, Function,
+        FunctionSection, MemorySection, MemoryType, Module, TypeSection,
+    };
+    let mut payload = b"head".to_vec();
+    payload.extend([0; 3000]);
+    payload.extend(b"tail");
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    module.section(&types);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    module.section(&functions);
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    module.section(&memories);
+    let mut exports = ExportSection::new();
+    exports.export("m", ExportKind::Memory, 0);
+    exports.export("init", ExportKind::Func, 0);
+    module.section(&exports);
+    module.section(&DataCountSection { count: 1 });
+    let mut code = CodeSection::new();
+    let mut body = Function::new([]);
+    body.raw([
+        0x41, 0x10, // i32.const 16 (destination)
+        0x41, 0x00, // i32.const 0 (source offset)
+        0x41, 0x88, 0x17, // i32.const 3016 (length)
+        0xFC, 0x88, 0x80, 0x00, // memory.init, sub-opcode 8 as a 3-byte LEB
+        0x00, 0x00, // data 0, memory 0
+        0xFC, 0x89, 0x00, // data.drop, sub-opcode 9 as a 2-byte LEB
+        0x00, // data 0
+        0x0B,
+    ]);
+    code.function(&body);
+    module.section(&code);
+    let mut data = DataSection::new();
+    data.passive(payload.iter().copied());
+    module.section(&data);
+    let module = module.finish();
+    wasm_mem::input::validate(&module).expect("the over-long encodings validate");
+    let run = |m: &[u8]| {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, m).unwrap();
+        let mut store = wasmtime::Store::new(&engine, ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let memory = instance.get_memory(&mut store, "m").unwrap();
+        memory.data_mut(&mut store).fill(0xAA);
+        let init = instance
+            .get_typed_func::<(), ()>(&mut store, "init")
+            .unwrap();
+        let first = init.call(&mut store, ()).is_err();
+        let second = init.call(&mut store, ()).is_err(); // after the drop
+        (first, second, memory.data(&store).to_vec())
+    };
+    let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert_eq!(report.memory_init_rewritten, 1, "{report:#?}");
+    assert_eq!(report.data_drop_rewritten, 1, "{report:#?}");
+    assert!(out.len() + 2900 < module.len());
+    assert_eq!(run(&module), run(&out));
+    assert_eq!((run(&out).0, run(&out).1), (false, true));
+    let info = ModuleInfo::read_without_code(&module).unwrap();
+    let (uncounted, _) = pack(&module, &info, &defaults()).unwrap();
+    assert_eq!(uncounted, out);
+}
