@@ -374,8 +374,7 @@ impl<B: Backend> Heap<B> {
         } else {
             *self.heads.get_unchecked_mut(class) = block;
             if first == 0 {
-                *self.row_bits.get_unchecked_mut(class >> SL_LOG2) |= 1 << (class & (SL - 1));
-                self.rows |= 1 << (class >> SL_LOG2);
+                self.flip(class);
             }
         }
     }
@@ -415,11 +414,32 @@ impl<B: Backend> Heap<B> {
     /// Clears the bitmap bits of a class whose list just became empty.
     #[inline]
     unsafe fn emptied(&mut self, class: usize) {
+        #[cfg(wasm_mem_alloc_small)]
+        return self.flip(class);
+        #[cfg(not(wasm_mem_alloc_small))]
+        {
+            let row = class >> SL_LOG2;
+            let bits = self.row_bits.get_unchecked_mut(row);
+            *bits &= !(1 << (class & (SL - 1)));
+            if *bits == 0 {
+                self.rows &= !(1 << row);
+            }
+        }
+    }
+
+    /// Flips the bitmap bit of a class whose list just became empty or
+    /// non-empty, and its row's bit to match (size-optimized builds: one
+    /// function for both).
+    #[cfg(any(test, wasm_mem_alloc_small))]
+    #[inline(never)]
+    unsafe fn flip(&mut self, class: usize) {
         let row = class >> SL_LOG2;
         let bits = self.row_bits.get_unchecked_mut(row);
-        *bits &= !(1 << (class & (SL - 1)));
+        *bits ^= 1 << (class & (SL - 1));
         if *bits == 0 {
             self.rows &= !(1 << row);
+        } else {
+            self.rows |= 1 << row;
         }
     }
 
