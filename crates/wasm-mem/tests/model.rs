@@ -248,3 +248,25 @@ fn no_memory_is_fine() {
     assert!(info.memories.is_empty());
     assert!(check(&info, &Manifest::default(), &vec![]).ok);
 }
+
+#[test]
+fn count_zeros_counts_every_zero() {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for len in [0usize, 1, 254, 255, 256, 510, 511, 4096, 70_001] {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                if state % 3 == 0 {
+                    0
+                } else {
+                    state as u8 | 1
+                }
+            })
+            .collect();
+        let naive = bytes.iter().filter(|&&b| b == 0).count() as u64;
+        assert_eq!(wasm_mem::model::count_zeros(&bytes), naive, "length {len}");
+    }
+    assert_eq!(wasm_mem::model::count_zeros(&[0; 1000]), 1000);
+}
