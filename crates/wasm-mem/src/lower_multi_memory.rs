@@ -988,6 +988,11 @@ fn access_biases(input: &[u8], layout: &Layout) -> Result<Vec<u64>> {
     let perr = |e: wasmparser::BinaryReaderError| Error::from_parser(input, &e);
     let mut weights: Vec<std::collections::HashMap<u64, u64>> =
         vec![Default::default(); layout.plans.len()];
+    // Only memories whose size lives in a global need a bias.
+    let sized = |p: &Plan| p.placement != Placement::Last && p.max != Some(p.min);
+    if !layout.plans.iter().any(sized) {
+        return Ok(vec![0; layout.plans.len()]);
+    }
     for payload in wasmparser::Parser::new(0).parse_all(input) {
         let wasmparser::Payload::CodeSectionEntry(body) = payload.map_err(perr)? else {
             continue;
