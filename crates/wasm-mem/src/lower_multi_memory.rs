@@ -38,13 +38,14 @@
 //! except for memories that can never grow (`min == max`: a constant) and the
 //! last slot (derived from `memory.size`). The global holds the size minus
 //! the memory's *bias*: the access end (`offset + width`) used most on the
-//! memory, each access weighted by `8^loop depth` (see the checks below).
-//! Functions that use a memory cache its base and size globals in locals,
-//! loaded at entry and after every call (only the grow helpers write them);
-//! bodies with exception handlers read the globals directly. Shared memories always have a
-//! maximum and always get a reserved slot with a constant base, so their
-//! layout never depends on per-instance state; a shared memory that cannot
-//! be reserved is refused. The combined memory is shared when any memory is.
+//! memory, each access weighted by `8^loop depth` (depth counted up to 5;
+//! see the checks below). Functions that use a memory cache its base and
+//! size globals in locals, loaded at entry and after every call (only the
+//! grow helpers write them); bodies with exception handlers read the
+//! globals directly. Shared memories always have a maximum and always get a
+//! reserved slot with a constant base, so their layout never depends on
+//! per-instance state; a shared memory that cannot be reserved is refused.
+//! The combined memory is shared when any memory is.
 //!
 //! The combined memory's index type is `i64` when any memory is memory64,
 //! otherwise `i32`; memory32 addresses are zero-extended into an `i64`
@@ -56,10 +57,10 @@
 //! Exact mode (the default): an access of `width` bytes at `addr` with static
 //! offset `offset` traps exactly when `addr + end > size` computed without
 //! wrap-around, `end = offset + width`. The check is inlined before the
-//! access and traps with the engine's own out-of-bounds trap (a one-byte
-//! load at an effective address beyond any memory), the original's trap
-//! kind; operands pushed after the address are parked in scratch locals
-//! meanwhile. Its form depends on the slot:
+//! access and traps with the engine's own out-of-bounds trap (a 4-byte load
+//! at address 0 with the largest static offset, which ends beyond any
+//! memory), the original's trap kind; operands pushed after the address
+//! are parked in scratch locals meanwhile. Its form depends on the slot:
 //!
 //! - **Last slot, constant base**: no check of our own (the base is folded
 //!   into the static offset, see the layout).
