@@ -604,10 +604,12 @@ impl<B: Backend> Heap<B> {
             let rows = self.rows & (usize::MAX << (row + 1));
             if bits != 0 {
                 list = (row << SL_LOG2) | bits.trailing_zeros() as usize;
+                block = *self.heads.get_unchecked(list);
             } else if rows != 0 {
                 let row = rows.trailing_zeros() as usize;
                 list =
                     (row << SL_LOG2) | self.row_bits.get_unchecked(row).trailing_zeros() as usize;
+                block = *self.heads.get_unchecked(list);
             } else {
                 block = self.extend(need);
                 if block != 0 && rd_at(block, HEADER) < need {
@@ -618,12 +620,15 @@ impl<B: Backend> Heap<B> {
                 if block == 0 || rd_at(block, HEADER) < need {
                     return None;
                 }
-                // Not necessarily the head of its list.
-                let have = rd_at(block, HEADER) & !FLAGS;
-                self.unlink(block);
-                return Some((block, have));
+                // Not necessarily the head of its list (size-optimized
+                // builds unlink every block below).
+                #[cfg(not(wasm_mem_alloc_small))]
+                {
+                    let have = rd_at(block, HEADER) & !FLAGS;
+                    self.unlink(block);
+                    return Some((block, have));
+                }
             }
-            block = *self.heads.get_unchecked(list);
             have = rd_at(block, HEADER) & !FLAGS;
         }
         // Size-optimized builds share `unlink` (the same result for a head).
