@@ -436,11 +436,7 @@ impl<B: Backend> Heap<B> {
         let row = class >> SL_LOG2;
         let bits = self.row_bits.get_unchecked_mut(row);
         *bits ^= 1 << (class & (SL - 1));
-        if *bits == 0 {
-            self.rows &= !(1 << row);
-        } else {
-            self.rows |= 1 << row;
-        }
+        self.rows = self.rows & !(1 << row) | ((*bits != 0) as usize) << row;
     }
 
     /// Writes a free block's header and footer and links it.
