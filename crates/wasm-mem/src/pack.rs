@@ -555,6 +555,47 @@ impl<'a> Domain<'a> {
             .map(|c| c.owner(at))
     }
 
+    /// Decide every bridgeable gap, in address order: split where `split`
+    /// yields `true` (the gap becomes unbridgeable), else bridged (its two
+    /// runs become one, so no optimum can end a segment there).
+    fn fix_gaps(&mut self, split: &mut impl Iterator<Item = bool>) {
+        if self.runs.is_empty() {
+            return;
+        }
+        let tail = self.tail_gap();
+        let mut runs = Vec::with_capacity(self.runs.len());
+        let mut bridge = Vec::with_capacity(self.bridge.len());
+        runs.push(self.runs[0]);
+        for i in 1..self.runs.len() {
+            let (s, e) = self.runs[i];
+            if self.bridge[i - 1] && !split.next().unwrap_or(false) {
+                runs.last_mut().unwrap().1 = e;
+            } else {
+                bridge.push(false);
+                runs.push((s, e));
+            }
+        }
+        if let Some((start, len)) = tail {
+            if !split.next().unwrap_or(true) {
+                runs.last_mut().unwrap().1 = start + len;
+            }
+        }
+        self.runs = runs;
+        self.bridge = bridge;
+    }
+
+    /// The tail gap of a guarded chunk (see [`Gaps`]): `(start, length)` of
+    /// the zeros between its last must-write run and its maximal end. Those
+    /// bytes lie in the chunk's last cluster (which ends at the maximum), are
+    /// zero there, and no earlier chunk wrote them (such bytes are
+    /// must-write runs), so there is a tail only in a zero-filled memory.
+    fn tail_gap(&self) -> Option<(u64, u64)> {
+        let max = self.guard_at?;
+        let last = self.runs.last()?.1;
+        let cluster_end = self.clusters.last()?.end();
+        (last < max && cluster_end == max).then(|| (last, max - last))
+    }
+
     /// Cost of keeping one piece per run of this domain's input (no guard).
     fn guard_cost(&self) -> u64 {
         match self.guard_at {
@@ -727,7 +768,7 @@ pub fn pack(
     info: &ModuleInfo,
     options: &PackOptions,
 ) -> Result<(Vec<u8>, PackReport)> {
-    pack_impl(input, info, options, 0, true)
+    pack_impl(input, info, options, 0, true, None).map(|(out, report, _)| (out, report))
 }
 
 /// Hook for [`crate::pack_objective`]: pack with `penalty` added to the cost
@@ -742,18 +783,57 @@ pub fn pack_with_penalty(
     options: &PackOptions,
     penalty: u64,
 ) -> Result<(Vec<u8>, PackReport)> {
-    pack_impl(input, info, options, penalty, false)
+    pack_impl(input, info, options, penalty, false, None).map(|(out, report, _)| (out, report))
 }
 
-/// [`pack`] with a per-segment `penalty`; `fallback`: return the input when
-/// the packed data section is not smaller.
+/// The bridgeable gaps of one packing problem, and the ones a layout splits
+/// (for [`crate::pack_objective`]'s local search). A gap is a zero run
+/// between two must-write runs of one domain (a memory's address space, or
+/// one chunk of a global group) that a segment may cover; gaps of at most 4
+/// bytes are always bridged and are not listed. A chunk of a global group
+/// whose data ends in zeros has one more gap, its *tail*: from the end of
+/// its last must-write run to the chunk's maximal end. Splitting it (what
+/// the dynamic program always does) ends the last piece before the zeros
+/// and needs a zero-length guard segment at the chunk's end; bridging it
+/// writes the zeros (zero-filled memory that no earlier chunk wrote, so the
+/// image is the same) and the piece that now ends at the chunk's end is the
+/// guard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Gaps {
+    /// Every bridgeable gap as `(domain, start address, length)`, in domain
+    /// then address order.
+    pub all: Vec<(usize, u64, u64)>,
+    /// `split[k]`: the layout ends a segment at gap `all[k]`.
+    pub split: Vec<bool>,
+}
+
+/// Hook for [`crate::pack_objective`]'s local search: [`pack_with_penalty`],
+/// or, with `layout` (one flag per gap of [`Gaps::all`]), the layout that
+/// splits exactly the gaps flagged `true` and bridges every other one (the
+/// penalty is then ignored). Also returns the problem's gaps and the ones
+/// the output splits. Same exactness guarantees as [`pack`] (every gap of
+/// [`Gaps::all`] may be split or bridged); the output is validated.
+pub(crate) fn pack_with_layout(
+    input: &[u8],
+    info: &ModuleInfo,
+    options: &PackOptions,
+    penalty: u64,
+    layout: Option<&[bool]>,
+) -> Result<(Vec<u8>, PackReport, Gaps)> {
+    pack_impl(input, info, options, penalty, false, layout)
+}
+
+/// [`pack`] with a per-segment `penalty` or a fixed `layout` (see
+/// [`pack_with_layout`]); `fallback`: return the input when the packed data
+/// section is not smaller.
 fn pack_impl(
     input: &[u8],
     info: &ModuleInfo,
     options: &PackOptions,
     penalty: u64,
     fallback: bool,
-) -> Result<(Vec<u8>, PackReport)> {
+    layout: Option<&[bool]>,
+) -> Result<(Vec<u8>, PackReport, Gaps)> {
     let segments = &info.data_segments;
     let mut report = PackReport {
         data_section_before: 0,
@@ -782,7 +862,7 @@ fn pack_impl(
     };
     let mut rewrite = Rewrite::new(input)?;
     let Some(data_index) = rewrite.find(ids::DATA) else {
-        return Ok((input.to_vec(), report));
+        return Ok((input.to_vec(), report, Gaps::default()));
     };
     let data_range = rewrite.sections()[data_index].range.clone();
     let count_section = rewrite.find(ids::DATA_COUNT);
@@ -936,6 +1016,34 @@ fn pack_impl(
         });
     }
 
+    // The bridgeable gaps; a fixed layout decides each of them.
+    let mut gaps = Gaps::default();
+    for (d, domain) in domains.iter().enumerate() {
+        for (w, &bridge) in domain.runs.windows(2).zip(&domain.bridge) {
+            if bridge {
+                gaps.all.push((d, w[0].1, w[1].0 - w[0].1));
+            }
+        }
+        if let Some((start, len)) = domain.tail_gap() {
+            gaps.all.push((d, start, len));
+        }
+    }
+    let mut penalty = penalty;
+    if let Some(layout) = layout {
+        if layout.len() != gaps.all.len() {
+            return Err(Error::Internal(format!(
+                "pack: a layout of {} gaps for {} gaps",
+                layout.len(),
+                gaps.all.len()
+            )));
+        }
+        let mut flags = layout.iter().copied();
+        for domain in &mut domains {
+            domain.fix_gaps(&mut flags);
+        }
+        penalty = 0;
+    }
+
     // 3. Optimise under the cap, for each width of the count LEB.
     let fixed: u64 = passive_out
         + if pack_group { 0 } else { suffix.len() as u64 }
@@ -967,6 +1075,15 @@ fn pack_impl(
         )));
     };
     report.cap_gap_bytes = gap;
+    gaps.split = gaps
+        .all
+        .iter()
+        .map(|&(d, start, _)| {
+            let pieces = &solutions[d].pieces;
+            let i = pieces.partition_point(|p| p.1 < start);
+            pieces.get(i).is_some_and(|p| p.1 == start)
+        })
+        .collect();
 
     // 4. Order the output.
     let mut pieces: Vec<Out> = Vec::new();
@@ -1177,7 +1294,7 @@ fn pack_impl(
         report
             .notes
             .push("no smaller layout exists: output is the input".into());
-        return Ok((input.to_vec(), report));
+        return Ok((input.to_vec(), report, gaps));
     }
     rewrite.replace_data(data_index, section);
     if count_section.is_some() {
@@ -1209,7 +1326,7 @@ fn pack_impl(
         report.code_section_after = code.code_section_after;
     }
     report.changed = true;
-    Ok((output, report))
+    Ok((output, report, gaps))
 }
 
 /// Where code's references to each input segment go in `out` (see

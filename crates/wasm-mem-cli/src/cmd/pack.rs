@@ -109,6 +109,10 @@ fn describe(report: &Report) -> String {
             "objective {}: {}\n",
             o.objective,
             match o.penalty {
+                Some(p) if o.toggled > 0 => format!(
+                    "layout at segment penalty {p} with {} gap(s) toggled by the local search ({} layouts scored)",
+                    o.toggled, o.candidates
+                ),
                 Some(p) => format!(
                     "layout at segment penalty {p} ({} layouts scored)",
                     o.candidates
