@@ -866,8 +866,11 @@ mod tests {
                 }
                 let mut state = seed * 77;
                 for _ in 0..12 {
-                    let flags: Vec<bool> =
-                        gaps.all.iter().map(|_| next(&mut state) % 3 == 0).collect();
+                    let flags: Vec<bool> = gaps
+                        .all
+                        .iter()
+                        .map(|_| next(&mut state).is_multiple_of(3))
+                        .collect();
                     let (out, report, found) =
                         pack_with_layout(&module, &info, &options, 0, Some(&flags)).unwrap();
                     crate::input::validate(&out).unwrap();

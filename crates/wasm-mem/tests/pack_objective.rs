@@ -7,7 +7,7 @@ mod common;
 
 use wasm_mem::image::{compare, initial_images, ImageOptions};
 use wasm_mem::pack::{pack, PackOptions};
-use wasm_mem::pack_objective::{pack_for, pack_for_searching, Objective};
+use wasm_mem::pack_objective::{pack_for_searching, Objective};
 use wasm_mem::ModuleInfo;
 
 const COMPRESSED: [Objective; 3] = [Objective::Gzip, Objective::Brotli, Objective::Zstd];
