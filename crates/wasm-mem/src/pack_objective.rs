@@ -58,12 +58,13 @@
 //!    compresses each whole module at the serving level; the best of the
 //!    pass is applied when strictly smaller, and passes repeat while one
 //!    improved. A pass tries the 32 longest gaps. The work is bounded by a
-//!    budget of serving-level compression (layouts times module size:
-//!    96 MiB for gzip, 8 MiB for brotli and zstd) and by 64 layouts, shared
-//!    by the two starts: so 64 layouts on a 200 kB module under gzip, 20 on
-//!    a 400 kB one under brotli, and none when fewer than 8 fit the budget
-//!    (above 1 MiB under brotli and zstd, 12 MiB under gzip: the penalty
-//!    sweep alone decides there). The best layout found replaces the winner
+//!    budget of serving-level compression (layouts times the size of the
+//!    module they start from: 96 MiB for gzip, 8 MiB for brotli and zstd)
+//!    and by 64 layouts, both shared by the two starts: so 64 layouts on a
+//!    200 kB module under gzip, 20 on a 400 kB one under brotli, and none
+//!    from a start where fewer than 8 fit the budget (above 1 MiB under
+//!    brotli and zstd, 12 MiB under gzip: the penalty sweep alone decides
+//!    there). The best layout found replaces the winner
 //!    only when strictly smaller. So the output is never larger than
 //!    the input under its own objective: when no candidate beats it, the
 //!    output is the input, byte for byte.
@@ -542,17 +543,24 @@ pub fn pack_for_searching(
     let mut toggled = 0u64;
     let mut searched = 0u64;
     let mut best: Option<(Found, u64)> = None;
-    let mut limit = (search_budget(objective) / input.len().max(1) as u64).min(search_layouts);
-    if search_budget(objective) / (input.len().max(1) as u64) < SEARCH_BATCH as u64 {
-        limit = 0; // a module this large gets no useful search in the budget
-    }
+    // The budget counts each layout as the size of the module it starts
+    // from (a toggle changes it by a few bytes; merged layouts can be much
+    // larger than the input).
+    let mut budget = search_budget(objective);
+    let mut limit = search_layouts;
     for (start, start_size) in starts {
+        let start_len = module_of(start).len().max(1) as u64;
+        let layouts = limit.min(budget / start_len);
+        if layouts < SEARCH_BATCH as u64 {
+            continue; // too large for a useful search within the budget
+        }
         let (penalty, layout) = candidates[start].layout.clone().expect("filtered");
         let (found, built) = local_search(
-            input, info, options, objective, &gaps, layout, start_size, limit,
+            input, info, options, objective, &gaps, layout, start_size, layouts,
         )?;
         searched += built;
         limit -= built;
+        budget = budget.saturating_sub(built * start_len);
         if let Some(found) = found {
             if best.as_ref().is_none_or(|b| found.size < b.0.size) {
                 best = Some((found, penalty));
