@@ -6,6 +6,11 @@
 //! (one cell per page, or per group of pages for large memories) coloured by
 //! what the page holds. Everything is drawn from the model; the SVG is
 //! self-contained and needs no script or font beyond the generic sans-serif.
+//!
+//! Size is bounded whatever the module declares: the grid cells are shared
+//! out among the memories (at least [`MIN_CELLS`] each, [`MAX_CELLS`] in
+//! all for up to that many memories), and at most [`MAX_PANELS`] memories get
+//! a panel; the rest are named in one line (`inspect` lists every memory).
 
 use crate::footprint::footprint;
 use crate::manifest::Manifest;
@@ -16,7 +21,12 @@ const WIDTH: f64 = 960.0;
 const MARGIN: f64 = 20.0;
 const BAR_HEIGHT: f64 = 36.0;
 const GRID_COLUMNS: u64 = 64;
+/// Grid cells in all panels together (a lone memory gets them all).
 const MAX_CELLS: u64 = 2048;
+/// Grid cells of each panel at least.
+const MIN_CELLS: u64 = 32;
+/// Memories drawn with a panel.
+const MAX_PANELS: usize = 64;
 const CELL: f64 = (WIDTH - 2.0 * MARGIN) / GRID_COLUMNS as f64;
 
 const COLOR_DATA: &str = "#1f4e9c";
@@ -182,8 +192,19 @@ pub fn memory_map(info: &ModuleInfo, module: &[u8], manifest: &Manifest) -> Stri
         );
         y += 30.0;
     }
-    for memory in &info.memories {
-        y = panel(&mut body, info, module, memory, manifest, y);
+    let panels = info.memories.len().min(MAX_PANELS);
+    let cells = (MAX_CELLS / panels.max(1) as u64).max(MIN_CELLS);
+    for memory in &info.memories[..panels] {
+        y = panel(&mut body, info, module, memory, manifest, cells, y);
+    }
+    if info.memories.len() > panels {
+        let _ = writeln!(
+            body,
+            r#"<text x="{MARGIN}" y="{}" font-size="14">... and {} more memories, not drawn (wasm-mem inspect lists them all)</text>"#,
+            y + 14.0,
+            info.memories.len() - panels
+        );
+        y += 30.0;
     }
     y = legend(&mut body, y);
     let height = y + MARGIN;
@@ -201,6 +222,7 @@ fn panel(
     module: &[u8],
     memory: &MemoryInfo,
     manifest: &Manifest,
+    max_cells: u64,
     mut y: f64,
 ) -> f64 {
     let fp = footprint(info, memory, &manifest.memory(memory.index));
@@ -306,7 +328,7 @@ fn panel(
     y += BAR_HEIGHT + 48.0;
 
     // Page grid.
-    let per_cell = shown_pages.div_ceil(MAX_CELLS as u128).max(1);
+    let per_cell = shown_pages.div_ceil(max_cells as u128).max(1);
     let cells = shown_pages.div_ceil(per_cell) as usize;
     let cell_bytes = per_cell * page;
     let grid = contents(info, module, memory, &regions, cell_bytes, cells);

@@ -258,7 +258,7 @@ fn count_zeros_counts_every_zero() {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                if state % 3 == 0 {
+                if state.is_multiple_of(3) {
                     0
                 } else {
                     state as u8 | 1

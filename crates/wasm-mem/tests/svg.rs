@@ -99,3 +99,22 @@ fn multi_memory_map_has_a_panel_per_memory() {
     assert!(svg.contains("imported env.shared_mem"));
     assert!(svg.contains("i64"));
 }
+
+/// Fuzz finding (smith_inspect): an 80-byte module with a few dozen large
+/// memories drew 2,048 grid cells for each, a 1.26 MB SVG. The cells are now
+/// shared out and at most 64 memories get a panel.
+#[test]
+fn many_memories_give_a_bounded_map() {
+    for count in [30usize, 300] {
+        let memories: String = (0..count)
+            .map(|i| format!("(memory $m{i} 65536)"))
+            .collect();
+        let module = wat::parse_str(format!("(module {memories})")).unwrap();
+        let info = wasm_mem::ModuleInfo::read(&module).unwrap();
+        let svg = wasm_mem::svg::memory_map(&info, &module, &Default::default());
+        assert!(svg.len() < 1_000_000, "{count} memories: {} bytes", svg.len());
+        let panels = svg.matches("page grid:").count();
+        assert_eq!(panels, count.min(64), "{count} memories");
+        assert_eq!(svg.contains("more memories, not drawn"), count > 64);
+    }
+}
