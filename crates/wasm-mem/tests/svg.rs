@@ -112,7 +112,11 @@ fn many_memories_give_a_bounded_map() {
         let module = wat::parse_str(format!("(module {memories})")).unwrap();
         let info = wasm_mem::ModuleInfo::read(&module).unwrap();
         let svg = wasm_mem::svg::memory_map(&info, &module, &Default::default());
-        assert!(svg.len() < 1_000_000, "{count} memories: {} bytes", svg.len());
+        assert!(
+            svg.len() < 1_000_000,
+            "{count} memories: {} bytes",
+            svg.len()
+        );
         let panels = svg.matches("page grid:").count();
         assert_eq!(panels, count.min(64), "{count} memories");
         assert_eq!(svg.contains("more memories, not drawn"), count > 64);
