@@ -53,6 +53,21 @@ unsafe impl Backend for TestBackend {
     }
 }
 
+impl TestBackend {
+    /// Like `new`, over memory that starts at a 64 KiB boundary, so the
+    /// offsets of aligned blocks from the arena's start do not depend on
+    /// where the test's memory happens to be.
+    fn aligned(bytes: usize, gap: usize) -> Self {
+        let memory: &'static mut [u64] = std::vec![0u64; (bytes + 65536) / 8].leak();
+        let pad = (memory.as_mut_ptr() as usize).wrapping_neg() & 0xffff;
+        TestBackend {
+            arena: unsafe { Arena::new(memory.as_mut_ptr().cast::<u8>().add(pad), bytes) },
+            gap,
+            regions: Vec::new(),
+        }
+    }
+}
+
 /// The backend's regions with the ones that continue each other joined.
 fn merged_regions(heap: &Heap<TestBackend>) -> Vec<(usize, usize)> {
     let mut merged: Vec<(usize, usize)> = Vec::new();
@@ -737,4 +752,75 @@ fn c_functions() {
         free_in(&heap, z);
         free_in(&heap, core::ptr::null_mut());
     }
+}
+
+/// FNV-1a over the offsets (from the arena's start) of every block a fixed
+/// random sequence of `alloc`, `free` and `realloc` calls returns (all sizes,
+/// alignments up to 64 KiB, growth at the top and in new regions, arenas
+/// running full), and of every list head at the end.
+fn block_choice_digest() -> u64 {
+    let mut digest = 0xcbf2_9ce4_8422_2325u64;
+    let mut mix = |value: usize| {
+        for byte in (value as u64).to_le_bytes() {
+            digest = (digest ^ byte as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    for (seed, bytes, gap) in [(1u64, 8 << 20, 0), (2, 1 << 20, 0), (3, 16 << 20, 64)] {
+        let mut heap = Heap::new(TestBackend::aligned(bytes, gap));
+        let base = heap.backend.arena.next as usize;
+        let offset = |ptr: *mut u8| match ptr as usize {
+            0 => usize::MAX,
+            p => p - base,
+        };
+        let mut rng = Rng(0xc401_ce00 + seed);
+        let mut live: Vec<(*mut u8, Layout)> = Vec::new();
+        for _ in 0..60_000 {
+            let choice = rng.below(100);
+            if choice < 45 && live.len() < 2000 || live.is_empty() {
+                let layout = layout(random_size(&mut rng), random_align(&mut rng));
+                let ptr = unsafe { heap.alloc(layout.size(), layout.align()) };
+                mix(offset(ptr));
+                if !ptr.is_null() {
+                    live.push((ptr, layout));
+                }
+            } else if choice < 80 {
+                let (ptr, _) = live.swap_remove(rng.below(live.len() as u64) as usize);
+                unsafe { heap.free(ptr) };
+            } else {
+                let i = rng.below(live.len() as u64) as usize;
+                let (ptr, old) = live[i];
+                let new_size = match rng.below(3) {
+                    0 => old.size() / 2,
+                    1 => old.size() * 2 + 8,
+                    _ => random_size(&mut rng),
+                };
+                let moved = unsafe { heap.realloc(ptr, old, new_size) };
+                mix(offset(moved));
+                if !moved.is_null() {
+                    live[i] = (moved, layout(new_size, old.align()));
+                }
+            }
+        }
+        validate(&heap);
+        for class in 0..LISTS {
+            mix(offset(ptr::with_exposed_provenance_mut(heap.heads[class])));
+        }
+    }
+    digest
+}
+
+/// Speed builds and size-optimized builds (opt-level "s" or "z", see
+/// `build.rs`; run the tests with `CARGO_PROFILE_TEST_OPT_LEVEL=z` for the
+/// latter) run different code for the same algorithm: both must choose the
+/// very same blocks, so the fuel and heap-efficiency figures measured on the
+/// speed build hold for the size build too. The digest is the speed build's
+/// (64-bit targets); an intended change of the algorithm changes it in both.
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn size_and_speed_builds_choose_the_same_blocks() {
+    assert_eq!(
+        block_choice_digest(),
+        0x7ca6_2e0d_ce1a_ad61,
+        "digest of the blocks chosen"
+    );
 }
