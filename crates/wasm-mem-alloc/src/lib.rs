@@ -350,37 +350,67 @@ impl<B: Backend> Heap<B> {
         }
     }
 
-    /// `link` with one set of stores for both places (size-optimized builds:
-    /// less code, more work per call); the same lists as `link_split`
+    /// `link` as two `connect`s (size-optimized builds: less code, more
+    /// work per call); the same lists as `link_split`
     /// (`both_link_shapes_build_the_same_lists` checks it).
     #[cfg(any(test, wasm_mem_alloc_small))]
     #[inline(always)]
     unsafe fn link_shared(&mut self, block: usize, size: usize) {
         let class = class_of(size);
         let first = *self.heads.get_unchecked(class);
-        let second = first != 0 && (size < SL * G || rd_at(first, HEADER) > size);
-        let (prev, next) = if second {
+        let (prev, next) = if first != 0 && (size < SL * G || rd_at(first, HEADER) > size) {
             (first, rd_at(first, NEXT))
         } else {
             (class << 1 | 1, first)
         };
-        wr_at(block, NEXT, next);
-        wr_at(block, PREV, prev);
-        if next != 0 {
-            wr_at(next, PREV, block);
-        }
-        if second {
-            wr_at(first, NEXT, block);
+        self.connect(block, next);
+        self.connect(prev, block);
+    }
+
+    /// Makes `next` (a block or 0) follow `prev` (a block, or a list's class
+    /// tagged with the low bit for its head), flipping the list's bitmap bits
+    /// when it turns empty or non-empty: the one list update of
+    /// size-optimized builds (`link_shared` is two of them, `unlink_shared`
+    /// one).
+    #[cfg(any(test, wasm_mem_alloc_small))]
+    #[inline(never)]
+    unsafe fn connect(&mut self, prev: usize, next: usize) {
+        if prev & 1 == 0 {
+            wr_at(prev, NEXT, next);
         } else {
-            *self.heads.get_unchecked_mut(class) = block;
-            if first == 0 {
+            let class = prev >> 1;
+            let head = self.heads.get_unchecked_mut(class);
+            let was_empty = *head == 0;
+            *head = next;
+            if was_empty != (next == 0) {
                 self.flip(class);
             }
         }
+        if next != 0 {
+            wr_at(next, PREV, prev);
+        }
     }
 
+    /// Takes a free block off its list.
     #[inline]
     unsafe fn unlink(&mut self, block: usize) {
+        #[cfg(wasm_mem_alloc_small)]
+        return self.unlink_shared(block);
+        #[cfg(not(wasm_mem_alloc_small))]
+        self.unlink_split(block);
+    }
+
+    /// `unlink` as one `connect` (size-optimized builds).
+    #[cfg(any(test, wasm_mem_alloc_small))]
+    #[inline(always)]
+    unsafe fn unlink_shared(&mut self, block: usize) {
+        self.connect(rd_at(block, PREV), rd_at(block, NEXT));
+    }
+
+    /// `unlink` with the head case apart (speed builds).
+    #[cfg_attr(wasm_mem_alloc_small, allow(dead_code))]
+    #[inline(always)]
+    unsafe fn unlink_split(&mut self, block: usize) {
         let next = rd_at(block, NEXT);
         let prev = rd_at(block, PREV);
         if next != 0 {
@@ -431,7 +461,7 @@ impl<B: Backend> Heap<B> {
     /// non-empty, and its row's bit to match (size-optimized builds: one
     /// function for both).
     #[cfg(any(test, wasm_mem_alloc_small))]
-    #[inline(never)]
+    #[inline]
     unsafe fn flip(&mut self, class: usize) {
         let row = class >> SL_LOG2;
         let bits = self.row_bits.get_unchecked_mut(row);

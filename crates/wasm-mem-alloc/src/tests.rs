@@ -412,8 +412,8 @@ fn class_of_matches_the_two_level_formula() {
     }
 }
 
-/// The two shapes of `link` (straight paths in speed builds, shared stores
-/// in size-optimized ones) build the same lists: two heaps over two equal
+/// The two shapes of `link` and `unlink` (straight paths in speed builds,
+/// `connect` in size-optimized ones) build the same lists: two heaps over two equal
 /// sets of blocks, one linking with each shape, unlinking the same blocks,
 /// end with the same heads, bitmaps and list orders at every step.
 #[test]
@@ -457,8 +457,8 @@ fn both_link_shapes_build_the_same_lists() {
         let (block_a, block_b) = (base_a + i * STRIDE, base_b + i * STRIDE);
         unsafe {
             if linked[i] {
-                a.unlink(block_a);
-                b.unlink(block_b);
+                a.unlink_split(block_a);
+                b.unlink_shared(block_b);
             } else {
                 a.link_split(block_a, sizes[i]);
                 b.link_shared(block_b, sizes[i]);
