@@ -623,37 +623,39 @@ impl<B: Backend> Heap<B> {
             have = rd_at(block, HEADER) & !FLAGS;
             have < need
         } {
-            // Good fit: the first non-empty class whose every block fits.
+            // Good fit: the first non-empty class whose every block fits,
+            // in this row or else in the first non-empty row above it.
             let class = list + 1;
-            let row = class >> SL_LOG2;
-            let bits = *self.row_bits.get_unchecked(row) & (RowBits::MAX << (class & (SL - 1)));
-            let rows = self.rows & (usize::MAX << (row + 1));
+            let mut row = class >> SL_LOG2;
+            let mut bits = *self.row_bits.get_unchecked(row) & (RowBits::MAX << (class & (SL - 1)));
+            if bits == 0 {
+                let rows = self.rows & (usize::MAX << (row + 1));
+                if rows == 0 {
+                    block = self.extend(need);
+                    if block != 0 && rd_at(block, HEADER) < need {
+                        // The backend returned memory apart from the top; the
+                        // new region's tail is now the top, try once more.
+                        block = self.extend(need);
+                    }
+                    if block == 0 || rd_at(block, HEADER) < need {
+                        return None;
+                    }
+                    // Not necessarily the head of its list (size-optimized
+                    // builds unlink every block below).
+                    #[cfg(not(wasm_mem_alloc_small))]
+                    {
+                        let have = rd_at(block, HEADER) & !FLAGS;
+                        self.unlink(block);
+                        return Some((block, have));
+                    }
+                } else {
+                    row = rows.trailing_zeros() as usize;
+                    bits = *self.row_bits.get_unchecked(row);
+                }
+            }
             if bits != 0 {
                 list = (row << SL_LOG2) | bits.trailing_zeros() as usize;
                 block = *self.heads.get_unchecked(list);
-            } else if rows != 0 {
-                let row = rows.trailing_zeros() as usize;
-                list =
-                    (row << SL_LOG2) | self.row_bits.get_unchecked(row).trailing_zeros() as usize;
-                block = *self.heads.get_unchecked(list);
-            } else {
-                block = self.extend(need);
-                if block != 0 && rd_at(block, HEADER) < need {
-                    // The backend returned memory apart from the top; the
-                    // new region's tail is now the top, try once more.
-                    block = self.extend(need);
-                }
-                if block == 0 || rd_at(block, HEADER) < need {
-                    return None;
-                }
-                // Not necessarily the head of its list (size-optimized
-                // builds unlink every block below).
-                #[cfg(not(wasm_mem_alloc_small))]
-                {
-                    let have = rd_at(block, HEADER) & !FLAGS;
-                    self.unlink(block);
-                    return Some((block, have));
-                }
             }
             have = rd_at(block, HEADER) & !FLAGS;
         }
@@ -724,7 +726,8 @@ impl<B: Backend> Heap<B> {
             return null_mut();
         };
         let mut prev_flag = 0;
-        if big && (block + PAYLOAD) & (align - 1) != 0 {
+        // Never taken for `align <= G`: payloads are `G`-aligned.
+        if (block + PAYLOAD) & (align - 1) != 0 {
             let gap =
                 ((block + PAYLOAD + MIN_BLOCK + align - 1) & !(align - 1)) - (block + PAYLOAD);
             // The front goes back to the free lists; the aligned block's
