@@ -45,8 +45,7 @@
 //! current top is merged with the free block at the top (the old end
 //! sentinel becomes part of the new block), so a buffer that grows a page at a
 //! time keeps growing in place and strands nothing. `realloc` grows in place
-//! when the next block is free (or slides down into a free block before
-//! it) or when the block is the last one before the
+//! when the next block is free or when the block is the last one before the
 //! top (then it grows memory and absorbs the new pages). Memory that does not
 //! continue the top (someone else called `memory.grow`) starts a new region.
 //!
@@ -785,34 +784,19 @@ impl<B: Backend> Heap<B> {
                 self.extend(size - have);
                 next_header = rd_at(next, HEADER);
             }
-            let next_free = next_header & FREE != 0;
             let avail = have + (next_header & FREE) * (next_header & !FLAGS);
             if avail < size {
-                // Readable even when the block before is used (its last word)
-                // or absent (the padding word at the start of a region).
-                let prev_size = rd(block);
-                if prev_flag == 0 || avail + prev_size < size || layout.align() > G {
-                    let moved = self.alloc(new_size, layout.align());
-                    if !moved.is_null() {
-                        ptr::copy_nonoverlapping(ptr, moved, layout.size());
-                        #[cfg(not(wasm_mem_alloc_small))]
-                        self.release_inline(block);
-                        #[cfg(wasm_mem_alloc_small)]
-                        self.release(block);
-                    }
-                    return moved;
+                // No room in place: move. (Sliding down into a free block
+                // before, when that made room, saved 0.1 fuel per action
+                // for 78 bytes of code.)
+                let moved = self.alloc(new_size, layout.align());
+                if !moved.is_null() {
+                    ptr::copy_nonoverlapping(ptr, moved, layout.size());
+                    #[cfg(not(wasm_mem_alloc_small))]
+                    self.release_inline(block);
+                    #[cfg(wasm_mem_alloc_small)]
+                    self.release(block);
                 }
-                // The free block before (with the free one after, if any)
-                // makes room: slide the contents down into it, after the
-                // unlinks (the links live in the destination).
-                let start = block - prev_size;
-                self.unlink(start);
-                if next_free {
-                    self.unlink(next);
-                }
-                let moved = ptr::with_exposed_provenance_mut(start + PAYLOAD);
-                ptr::copy(ptr, moved, layout.size());
-                self.trim(start, avail + prev_size, size, 0);
                 return moved;
             }
             // `avail >= size > have`: the next block is free; absorb it. Its

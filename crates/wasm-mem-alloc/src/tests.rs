@@ -820,7 +820,7 @@ fn block_choice_digest() -> u64 {
 fn size_and_speed_builds_choose_the_same_blocks() {
     assert_eq!(
         block_choice_digest(),
-        0x7ca6_2e0d_ce1a_ad61,
+        0x86f6_6878_185f_23d4,
         "digest of the blocks chosen"
     );
 }
