@@ -521,31 +521,40 @@ impl<B: Backend> Heap<B> {
 
     /// Marks `block` (holding `have` bytes, taken off the free lists, so its
     /// successor is used and flagged `PREV_FREE`) used with `size` bytes and
-    /// frees the rest when it is big enough to be a block.
+    /// frees the rest when it is big enough to be a block; returns the payload.
     #[inline]
-    unsafe fn carve(&mut self, block: usize, have: usize, size: usize, prev_flag: usize) {
+    unsafe fn carve(
+        &mut self,
+        block: usize,
+        have: usize,
+        size: usize,
+        prev_flag: usize,
+    ) -> *mut u8 {
         // Size-optimized builds share `trim`, which does the same here (the
         // successor is used, so releasing the rest merges nothing).
         #[cfg(wasm_mem_alloc_small)]
         return self.trim(block, have, size, prev_flag);
         #[cfg(not(wasm_mem_alloc_small))]
-        if have - size >= MIN_BLOCK {
-            wr_at(block, HEADER, size | prev_flag);
-            self.free_block(block + size, have - size);
-        } else {
-            wr_at(block, HEADER, have | prev_flag);
-            wr_at(
-                block + have,
-                HEADER,
-                rd_at(block + have, HEADER) & !PREV_FREE,
-            );
+        {
+            if have - size >= MIN_BLOCK {
+                wr_at(block, HEADER, size | prev_flag);
+                self.free_block(block + size, have - size);
+            } else {
+                wr_at(block, HEADER, have | prev_flag);
+                wr_at(
+                    block + have,
+                    HEADER,
+                    rd_at(block + have, HEADER) & !PREV_FREE,
+                );
+            }
+            ptr::with_exposed_provenance_mut(block + PAYLOAD)
         }
     }
 
     /// Like `carve`, but the successor may be free or unflagged (realloc):
     /// the rest is released, so it merges with a free successor.
     #[inline]
-    unsafe fn trim(&mut self, block: usize, have: usize, size: usize, prev_flag: usize) {
+    unsafe fn trim(&mut self, block: usize, have: usize, size: usize, prev_flag: usize) -> *mut u8 {
         if have - size >= MIN_BLOCK {
             wr_at(block, HEADER, size | prev_flag);
             #[cfg(not(wasm_mem_alloc_small))]
@@ -563,6 +572,7 @@ impl<B: Backend> Heap<B> {
                 rd_at(block + have, HEADER) & !PREV_FREE,
             );
         }
+        ptr::with_exposed_provenance_mut(block + PAYLOAD)
     }
 
     /// Asks the backend for memory so that a free block of at least `need`
@@ -736,8 +746,7 @@ impl<B: Backend> Heap<B> {
             have -= gap;
             prev_flag = PREV_FREE;
         }
-        self.carve(block, have, size, prev_flag);
-        ptr::with_exposed_provenance_mut(block + PAYLOAD)
+        self.carve(block, have, size, prev_flag)
     }
 
     /// Frees a block returned by this heap.
@@ -802,11 +811,9 @@ impl<B: Backend> Heap<B> {
             // `avail >= size > have`: the next block is free; absorb it. Its
             // successor is used and flagged, as `carve` needs.
             self.unlink(next);
-            self.carve(block, avail, size, prev_flag);
-            return ptr;
+            return self.carve(block, avail, size, prev_flag);
         }
-        self.trim(block, have, size, prev_flag);
-        ptr
+        self.trim(block, have, size, prev_flag)
     }
 
     /// Usable bytes of the live block at `ptr` (at least what was asked for).
