@@ -347,9 +347,20 @@ fn paint<'a>(segments: &[Placed<'a>]) -> Vec<Cluster<'a>> {
     clusters
 }
 
+/// Append `[s, e)` to the sorted runs `out`, merging it into the last run
+/// when the zero gap between them is at most `merge_gap` bytes (0: only
+/// touching runs merge).
+fn push_run(out: &mut Vec<(u64, u64)>, s: u64, e: u64, merge_gap: u64) {
+    match out.last_mut() {
+        Some(last) if s - last.1 <= merge_gap => last.1 = e,
+        _ => out.push((s, e)),
+    }
+}
+
 /// Append the maximal non-zero runs of `data` (at address `base`) to `out`,
-/// merging with a run that ends exactly at `base`.
-fn nonzero_runs(data: &[u8], base: u64, out: &mut Vec<(u64, u64)>) {
+/// merging runs separated by at most `merge_gap` zero bytes (see
+/// [`push_run`]), including with the last run already in `out`.
+fn nonzero_runs(data: &[u8], base: u64, out: &mut Vec<(u64, u64)>, merge_gap: u64) {
     let mut pos = 0;
     while pos < data.len() {
         // Skip zeros a word at a time.
@@ -366,20 +377,18 @@ fn nonzero_runs(data: &[u8], base: u64, out: &mut Vec<(u64, u64)>) {
             None => return,
         }
         let end = memchr::memchr(0, &data[pos..]).map_or(data.len(), |p| pos + p);
-        let (s, e) = (base + pos as u64, base + end as u64);
-        match out.last_mut() {
-            Some(last) if last.1 == s => last.1 = e,
-            _ => out.push((s, e)),
-        }
+        push_run(out, base + pos as u64, base + end as u64, merge_gap);
         pos = end;
     }
 }
 
 /// Non-zero runs of a large slice, scanned in parallel blocks.
-fn nonzero_runs_parallel(data: &[u8], base: u64, out: &mut Vec<(u64, u64)>) {
+/// The merging is a left fold over the runs in address order, so blocks
+/// scanned apart and joined give the same runs as one scan.
+fn nonzero_runs_parallel(data: &[u8], base: u64, out: &mut Vec<(u64, u64)>, merge_gap: u64) {
     const BLOCK: usize = 1 << 18;
     if data.len() <= BLOCK {
-        nonzero_runs(data, base, out);
+        nonzero_runs(data, base, out, merge_gap);
         return;
     }
     let blocks: Vec<Vec<(u64, u64)>> = data
@@ -387,19 +396,22 @@ fn nonzero_runs_parallel(data: &[u8], base: u64, out: &mut Vec<(u64, u64)>) {
         .enumerate()
         .map(|(i, block)| {
             let mut runs = Vec::new();
-            nonzero_runs(block, base + (i * BLOCK) as u64, &mut runs);
+            nonzero_runs(block, base + (i * BLOCK) as u64, &mut runs, merge_gap);
             runs
         })
         .collect();
+    out.reserve(blocks.iter().map(Vec::len).sum());
     for runs in blocks {
         for (s, e) in runs {
-            match out.last_mut() {
-                Some(last) if last.1 == s => last.1 = e,
-                _ => out.push((s, e)),
-            }
+            push_run(out, s, e, merge_gap);
         }
     }
 }
+
+/// Zero gaps of at most this many bytes are always bridged: splitting there
+/// costs a segment header of at least 4 bytes and never shortens the length
+/// LEBs by more than it saves (see the module docs).
+const SMALL_GAP: u64 = 4;
 
 /// One independent optimisation problem: must-write runs in one address
 /// space, and the bytes to fill pieces with.
@@ -444,20 +456,23 @@ impl<'a> Domain<'a> {
         let clusters = paint(segments);
         let mut runs: Vec<(u64, u64)> = Vec::new();
         if zero_filled {
+            // With no bytes forced by earlier chunks every gap is bridgeable,
+            // so the scan itself can bridge the gaps `merge_small_gaps`
+            // would: the same runs, without materialising the many short
+            // runs of dense tables (tens of thousands on real modules).
+            let merge_gap = if prior.is_empty() { SMALL_GAP } else { 0 };
             let per_cluster: Vec<Vec<(u64, u64)>> = clusters
                 .par_iter()
                 .map(|c| {
                     let mut r = Vec::new();
-                    nonzero_runs_parallel(&c.data, c.start, &mut r);
+                    nonzero_runs_parallel(&c.data, c.start, &mut r, merge_gap);
                     r
                 })
                 .collect();
+            runs.reserve(per_cluster.iter().map(Vec::len).sum());
             for r in per_cluster {
                 for (s, e) in r {
-                    match runs.last_mut() {
-                        Some(last) if last.1 == s => last.1 = e,
-                        _ => runs.push((s, e)),
-                    }
+                    push_run(&mut runs, s, e, merge_gap);
                 }
             }
             if !prior.is_empty() {
@@ -509,7 +524,7 @@ impl<'a> Domain<'a> {
         for i in 1..self.runs.len() {
             let (s, e) = self.runs[i];
             let last = runs.last_mut().unwrap();
-            if self.bridge[i - 1] && s - last.1 <= 4 {
+            if self.bridge[i - 1] && s - last.1 <= SMALL_GAP {
                 last.1 = e;
             } else {
                 bridge.push(self.bridge[i - 1]);
@@ -1431,4 +1446,94 @@ fn memory_reports(info: &ModuleInfo, options: &PackOptions) -> Vec<MemoryReport>
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Maximal non-zero runs found byte by byte, then gaps of at most
+    /// `merge_gap` bridged in address order: what the scan must give.
+    fn reference_runs(data: &[u8], base: u64, merge_gap: u64) -> Vec<(u64, u64)> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (i, b) in data.iter().enumerate() {
+            let at = base + i as u64;
+            if *b == 0 {
+                continue;
+            }
+            match runs.last_mut() {
+                Some(last) if last.1 == at => last.1 = at + 1,
+                _ => runs.push((at, at + 1)),
+            }
+        }
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (s, e) in runs {
+            match merged.last_mut() {
+                Some(last) if s - last.1 <= merge_gap => last.1 = e,
+                _ => merged.push((s, e)),
+            }
+        }
+        merged
+    }
+
+    /// Bytes with runs and gaps of random lengths (gaps often 1-6 bytes,
+    /// the lengths around `SMALL_GAP`), from a fixed xorshift seed.
+    fn layout(seed: u64, len: usize) -> Vec<u8> {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut data = Vec::with_capacity(len);
+        while data.len() < len {
+            let r = next();
+            let n = match r % 4 {
+                0 => 1 + (r >> 8) % 6,
+                1 => 1 + (r >> 8) % 40,
+                2 => (r >> 8) % 3000,
+                _ => 1 + (r >> 8) % 20,
+            } as usize;
+            let fill = if data.len() % 2 == 0 {
+                (r >> 40) as u8 | 1
+            } else {
+                0
+            };
+            data.extend(std::iter::repeat_n(fill, n.min(len - data.len())));
+        }
+        data
+    }
+
+    #[test]
+    fn scanning_with_a_merge_gap_equals_merging_afterwards() {
+        for seed in 1..40u64 {
+            // Past the parallel block size for some seeds, so blocks join.
+            let len = if seed % 4 == 0 {
+                700_000
+            } else {
+                1 + (seed as usize * 7919) % 5000
+            };
+            let data = layout(seed, len);
+            let base = seed * 1_000_003;
+            for merge_gap in [0, SMALL_GAP] {
+                let want = reference_runs(&data, base, merge_gap);
+                let mut got = Vec::new();
+                nonzero_runs(&data, base, &mut got, merge_gap);
+                assert_eq!(got, want, "seed {seed}, gap {merge_gap}");
+                let mut got = Vec::new();
+                nonzero_runs_parallel(&data, base, &mut got, merge_gap);
+                assert_eq!(got, want, "parallel, seed {seed}, gap {merge_gap}");
+                // A run already in `out` that ends `merge_gap` bytes before
+                // the first non-zero byte is extended, not duplicated.
+                if let Some(&(s, e)) = want.first() {
+                    let lead = (s - merge_gap.max(1), s - merge_gap);
+                    let mut got = vec![lead];
+                    nonzero_runs(&data, base, &mut got, merge_gap);
+                    assert_eq!(got[0], (lead.0, e), "seed {seed}, gap {merge_gap}");
+                    assert_eq!(got.len(), want.len());
+                }
+            }
+        }
+    }
 }
