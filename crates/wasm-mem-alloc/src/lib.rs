@@ -232,20 +232,29 @@ unsafe fn wr_at(addr: usize, offset: usize, value: usize) {
 }
 
 /// Free-list index of a block of `size` bytes (`size >= MIN_BLOCK`).
-#[inline]
+#[cfg_attr(not(wasm_mem_alloc_small), inline)]
+#[cfg_attr(wasm_mem_alloc_small, inline(never))]
 fn class_of(size: usize) -> usize {
+    // Row `fl - G_LOG2 - SL_LOG2 + 1` for the highest set bit `fl`, and
+    // `size >> (fl - SL_LOG2)` is `SL` plus the second-level index (the
+    // implicit top bit stands in for one row, so no mask is needed); written
+    // with `leading_zeros` directly, it is one shift, one add and one
+    // subtract.
+    const TOP: u32 = usize::BITS - 1 - G_LOG2 - SL_LOG2;
+    let formula = |lz: u32| {
+        (size >> (usize::BITS - 1 - SL_LOG2 - lz)) + ((TOP as usize) << SL_LOG2)
+            - ((lz as usize) << SL_LOG2)
+    };
+    // Below `SL * G` the classes are exact, `size >> G_LOG2`: the formula
+    // with `leading_zeros` taken as that of `SL * G` (size-optimized builds:
+    // no branch; speed builds test the size, a test `link` shares).
+    #[cfg(wasm_mem_alloc_small)]
+    return formula(size.leading_zeros().min(TOP));
+    #[cfg(not(wasm_mem_alloc_small))]
     if size < SL * G {
         size >> G_LOG2
     } else {
-        // Row `fl - G_LOG2 - SL_LOG2 + 1` for the highest set bit `fl`, and
-        // `size >> (fl - SL_LOG2)` is `SL` plus the second-level index (the
-        // implicit top bit stands in for one row, so no mask is needed);
-        // written with `leading_zeros` directly, it is one shift, one add
-        // and one subtract.
-        let lz = size.leading_zeros();
-        (size >> (usize::BITS - 1 - SL_LOG2 - lz))
-            + (((usize::BITS - 1 - G_LOG2 - SL_LOG2) as usize) << SL_LOG2)
-            - ((lz as usize) << SL_LOG2)
+        formula(size.leading_zeros())
     }
 }
 
