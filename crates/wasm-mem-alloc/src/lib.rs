@@ -269,8 +269,10 @@ fn search_class(size: usize) -> usize {
     class_of(size - 1) + 1
 }
 
-/// Block size for a payload of `size` bytes.
-#[inline(always)]
+/// Block size for a payload of `size` bytes (out of line in size-optimized
+/// builds: `alloc` and `realloc` share it).
+#[cfg_attr(not(wasm_mem_alloc_small), inline(always))]
+#[cfg_attr(wasm_mem_alloc_small, inline(never))]
 fn block_size(size: usize) -> usize {
     let s = (size + W + G - 1) & !(G - 1);
     if s < MIN_BLOCK {
