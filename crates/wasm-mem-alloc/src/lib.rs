@@ -368,7 +368,9 @@ impl<B: Backend> Heap<B> {
     unsafe fn link_shared(&mut self, block: usize, size: usize) {
         let class = class_of(size);
         let first = *self.heads.get_unchecked(class);
-        let (prev, next) = if first != 0 && (size < SL * G || rd_at(first, HEADER) > size) {
+        // No shortcut for the exact classes: there the head's header (its
+        // size, the same, with the `FREE` bit) is always larger.
+        let (prev, next) = if first != 0 && rd_at(first, HEADER) > size {
             (first, rd_at(first, NEXT))
         } else {
             (class << 1 | 1, first)
