@@ -640,11 +640,9 @@ impl<B: Backend> Heap<B> {
         // the same block as checking the own class, for one class number.
         let mut list = search_class(need) - 1;
         let mut block = *self.heads.get_unchecked(list);
-        let mut have;
-        if block == 0 || {
-            have = rd_at(block, HEADER) & !FLAGS;
-            have < need
-        } {
+        // (A free block's header is its size with the `FREE` bit and `need`
+        // is a multiple of `G`: no mask needed to compare.)
+        if block == 0 || rd_at(block, HEADER) < need {
             // Good fit: the first non-empty class whose every block fits,
             // in this row or else in the first non-empty row above it.
             let class = list + 1;
@@ -679,8 +677,8 @@ impl<B: Backend> Heap<B> {
                 list = (row << SL_LOG2) | bits.trailing_zeros() as usize;
                 block = *self.heads.get_unchecked(list);
             }
-            have = rd_at(block, HEADER) & !FLAGS;
         }
+        let have = rd_at(block, HEADER) & !FLAGS;
         // Size-optimized builds share `unlink` (the same result for a head).
         #[cfg(wasm_mem_alloc_small)]
         self.unlink(block);
