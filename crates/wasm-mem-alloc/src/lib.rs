@@ -94,7 +94,7 @@ const HEADER: usize = W;
 /// Offset of a free block's link to the next block of its list (0 at the end).
 const NEXT: usize = 2 * W;
 /// Offset of a free block's link to the previous block of its list, or, for
-/// the first block, its class tagged with the low bit.
+/// the first block, its class tagged with the low bit (see [`tag`]).
 const PREV: usize = 3 * W;
 /// Offset of the payload: just after the header.
 const PAYLOAD: usize = 2 * W;
@@ -231,6 +231,14 @@ unsafe fn wr_at(addr: usize, offset: usize, value: usize) {
     *ptr::with_exposed_provenance_mut::<usize>(addr).byte_add(offset) = value;
 }
 
+/// The `PREV` word of the first block of list `class`: the byte offset of
+/// the list's head in `Heap::heads` with the low bit set (block addresses
+/// are even), so the head's slot is found without a shift.
+#[inline(always)]
+const fn tag(class: usize) -> usize {
+    (class * W) | 1
+}
+
 /// Free-list index of a block of `size` bytes (`size >= MIN_BLOCK`).
 #[cfg_attr(not(wasm_mem_alloc_small), inline)]
 #[cfg_attr(wasm_mem_alloc_small, inline(never))]
@@ -349,7 +357,7 @@ impl<B: Backend> Heap<B> {
             return;
         }
         wr_at(block, NEXT, first);
-        wr_at(block, PREV, class << 1 | 1);
+        wr_at(block, PREV, tag(class));
         *self.heads.get_unchecked_mut(class) = block;
         if first != 0 {
             wr_at(first, PREV, block);
@@ -373,7 +381,7 @@ impl<B: Backend> Heap<B> {
         let (prev, next) = if first != 0 && rd_at(first, HEADER) > size {
             (first, rd_at(first, NEXT))
         } else {
-            (class << 1 | 1, first)
+            (tag(class), first)
         };
         self.connect(block, next);
         self.connect(prev, block);
@@ -390,12 +398,11 @@ impl<B: Backend> Heap<B> {
         if prev & 1 == 0 {
             wr_at(prev, NEXT, next);
         } else {
-            let class = prev >> 1;
-            let head = self.heads.get_unchecked_mut(class);
+            let head = self.heads.as_mut_ptr().byte_add(prev - 1);
             let was_empty = *head == 0;
             *head = next;
             if was_empty != (next == 0) {
-                self.flip(class);
+                self.flip(prev / W);
             }
         }
         if next != 0 {
@@ -431,7 +438,7 @@ impl<B: Backend> Heap<B> {
         if prev & 1 == 0 {
             wr_at(prev, NEXT, next);
         } else {
-            let class = prev >> 1;
+            let class = prev / W;
             *self.heads.get_unchecked_mut(class) = next;
             if next == 0 {
                 self.emptied(class);
@@ -447,7 +454,7 @@ impl<B: Backend> Heap<B> {
         let next = rd_at(block, NEXT);
         *self.heads.get_unchecked_mut(class) = next;
         if next != 0 {
-            wr_at(next, PREV, class << 1 | 1);
+            wr_at(next, PREV, tag(class));
         } else {
             self.emptied(class);
         }
