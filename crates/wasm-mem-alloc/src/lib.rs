@@ -743,7 +743,10 @@ impl<B: Backend> Heap<B> {
     /// Everything but the fast path: the fit search, growth and alignment.
     #[cfg_attr(not(wasm_mem_alloc_small), inline(never))]
     unsafe fn alloc_slow(&mut self, size: usize, align: usize) -> *mut u8 {
-        if size > MAX_SIZE || align > MAX_ALIGN {
+        // `align > MAX_ALIGN` (a power of two) is its top bit, the bit that
+        // makes `size` larger than `MAX_SIZE`: one test for both.
+        const _: () = assert!(MAX_ALIGN * 2 == MAX_SIZE + 1);
+        if size | align > MAX_SIZE {
             return null_mut();
         }
         let size = block_size(size);
