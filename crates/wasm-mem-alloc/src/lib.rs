@@ -611,9 +611,12 @@ impl<B: Backend> Heap<B> {
         if tail >= need {
             return top - tail;
         }
-        // Enough to continue the top with `need` bytes, and never so little
-        // that a region apart from the top could not hold one block.
-        let want = (need + G - tail).max(MIN_BLOCK + G);
+        // Enough to continue the top with `need` bytes, and one granule more
+        // so that a region apart from the top always holds one block
+        // (`need - tail` is at least `G`). (Instead of a `max` with
+        // `MIN_BLOCK + G`: 13 bytes of code less, the same pages, fuel and
+        // heap efficiency in the benchmark.)
+        let want = need + 2 * G - tail;
         let Some((start, len)) = self.backend.grow(want) else {
             return 0;
         };
