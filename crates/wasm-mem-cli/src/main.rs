@@ -7,7 +7,11 @@ use std::process::ExitCode;
 
 mod cmd;
 mod component;
+mod huge_pages;
 mod io;
+
+#[global_allocator]
+static ALLOCATOR: huge_pages::HugePagesForLargeBuffers = huge_pages::HugePagesForLargeBuffers;
 
 /// WebAssembly linear memory toolkit.
 #[derive(Parser)]
