@@ -55,6 +55,13 @@ pub enum Bodies {
     /// Validate every function body.
     Validate,
     /// The bodies and everything they depend on are byte-identical to those
+    /// of a module that validated with the same features, except the value
+    /// of the data count section: validate only the bodies that
+    /// [`may_use_data`] (the instructions naming a data segment are the only
+    /// ones whose validity depends on that value) and the module-level
+    /// sections.
+    DataUsers,
+    /// The bodies and everything they depend on are byte-identical to those
     /// of a module that validated with the same features (see
     /// [`crate::rewrite`]): validate only the module-level sections.
     AlreadyValid,
@@ -110,7 +117,9 @@ fn validate_parallel(
             _ => None,
         };
         match validator.payload(&payload)? {
-            ValidPayload::Func(func, body) => {
+            ValidPayload::Func(func, body)
+                if bodies == Bodies::Validate || may_use_data(&bytes[body.range()]) =>
+            {
                 code_bytes += body.range().len();
                 functions.push((func, body));
             }
@@ -143,4 +152,19 @@ fn validate_parallel(
         .map_init(FuncValidatorAllocations::default, check)
         .find_map_first(|result| result.err())
         .map_or(Ok(()), Err)
+}
+
+/// `false` when a function body (its bytes) certainly holds no instruction
+/// that names a data segment: `memory.init` and `data.drop` (prefix byte
+/// 0xFC, sub-opcode 8 or 9) and the GC `array.new_data` and
+/// `array.init_data` (prefix 0xFB, sub-opcode 9 or 18). The sub-opcode is a
+/// LEB whose first byte carries those low bits even when it is over-long. A
+/// byte pair that only looks like one (inside an immediate) makes the body
+/// count as a user, never the other way round.
+pub(crate) fn may_use_data(body: &[u8]) -> bool {
+    let follows = |i: usize, ops: &[u8]| body.get(i + 1).is_some_and(|b| ops.contains(&(b & 0x7F)));
+    memchr::memchr2_iter(0xFC, 0xFB, body).any(|i| match body[i] {
+        0xFC => follows(i, &[8, 9]),
+        _ => follows(i, &[9, 18]),
+    })
 }

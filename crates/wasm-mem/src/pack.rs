@@ -71,8 +71,10 @@
 //!   becomes a sequence that traps exactly when the original does, writes
 //!   nothing before trapping and then writes the same bytes; `data.drop`
 //!   drops every piece. The algorithm and its exactness argument are in
-//!   [`crate::pack_passive`]. Other passive segments are kept byte for byte.
-//! * Segment indices used by code (`memory.init`, `data.drop`) keep their
+//!   [`crate::pack_passive`]. Other passive segments, and every segment a
+//!   GC `array.new_data` or `array.init_data` reads, are kept byte for byte.
+//! * Segment indices used by code (`memory.init`, `data.drop`,
+//!   `array.new_data`, `array.init_data`) keep their
 //!   meaning. When no passive segment is split and no active segment is kept
 //!   as is (no suffix), the code section is copied byte for byte: without
 //!   such uses, passive segments are placed after the active ones; with them,

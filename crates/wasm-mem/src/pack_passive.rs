@@ -8,8 +8,9 @@
 //! instructions of one block, so those two values are exactly the operands
 //! whenever the site runs. A passive segment is packed when every one of its
 //! `memory.init` sites is constant (a segment with no site at all is packed
-//! too: nothing reads it). Any other segment is kept whole (it may still be
-//! renumbered).
+//! too: nothing reads it) and no `array.new_data` or `array.init_data`
+//! reads it (GC code: the array instructions are not rewritten). Any other
+//! segment is kept whole (it may still be renumbered).
 //!
 //! # Layout
 //!
@@ -63,10 +64,11 @@
 //! `memory.init` (multi-memory) and uses its address type (memory64).
 //!
 //! Sites in unreachable code are rewritten the same way (the sequences
-//! validate on a polymorphic stack). `memory.init`/`data.drop` of segments
-//! that are not split are renumbered; those of active segments (dropped at
-//! instantiation) go to any active segment of the output. Only function
-//! bodies that change are re-encoded; the others are copied byte for byte.
+//! validate on a polymorphic stack). `memory.init`/`data.drop` (and the array
+//! instructions) of segments that are not split are renumbered; those of
+//! active segments (dropped at instantiation) go to any active segment of the
+//! output. Only function bodies that change are re-encoded; the others are
+//! copied byte for byte.
 
 use crate::error::{Error, Result};
 use crate::model::ModuleInfo;
@@ -91,9 +93,13 @@ struct Site {
 pub(crate) struct SegmentUses {
     sites: Vec<Site>,
     drops: u64,
+    /// `array.new_data` and `array.init_data` (GC) that read the segment:
+    /// such a segment is kept whole (it may still be renumbered).
+    array_reads: u64,
 }
 
-/// Every `memory.init` and `data.drop` of the code section, by segment.
+/// Every `memory.init`, `data.drop`, `array.new_data` and `array.init_data`
+/// of the code section, by segment.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CodeUses {
     segments: HashMap<u32, SegmentUses>,
@@ -128,14 +134,15 @@ impl LastConsts {
     }
 }
 
-/// Scan the code section for `memory.init` and `data.drop`.
+/// Scan the code section for the instructions that name a data segment:
+/// `memory.init`, `data.drop`, `array.new_data` and `array.init_data`.
 pub(crate) fn scan(input: &[u8], info: &ModuleInfo) -> Result<CodeUses> {
     let mut uses = CodeUses::default();
-    // Without a data count section no `memory.init` or `data.drop` validates.
-    let none_counted = info.instructions_counted
-        && info.data_drops == 0
-        && info.memories.iter().all(|m| m.instructions.init == 0);
-    if info.data_count.is_none() || none_counted {
+    // Without a data count section no instruction naming a data segment
+    // validates. (The model's instruction counts cover `memory.init` and
+    // `data.drop` only, not the GC array instructions, so they cannot
+    // rule the scan out.)
+    if info.data_count.is_none() {
         return Ok(uses);
     }
     let err = perr(input);
@@ -162,6 +169,17 @@ pub(crate) fn scan(input: &[u8], info: &ModuleInfo) -> Result<CodeUses> {
                     Operator::DataDrop { data_index } => {
                         uses.segments.entry(data_index).or_default().drops += 1;
                     }
+                    Operator::ArrayNewData {
+                        array_data_index, ..
+                    }
+                    | Operator::ArrayInitData {
+                        array_data_index, ..
+                    } => {
+                        uses.segments
+                            .entry(array_data_index)
+                            .or_default()
+                            .array_reads += 1;
+                    }
                     _ => {}
                 }
                 last.push(&op);
@@ -171,15 +189,7 @@ pub(crate) fn scan(input: &[u8], info: &ModuleInfo) -> Result<CodeUses> {
     Ok(uses)
 }
 
-/// `false` when a function body (its bytes) certainly holds no
-/// `memory.init` or `data.drop`: both are the prefix byte 0xFC followed by a
-/// sub-opcode LEB of 8 or 9, whose first byte carries those low bits even when
-/// the LEB is over-long. A byte pair that only looks like one (inside an
-/// immediate) makes the body be read in full, never skipped wrongly.
-fn may_use_data(body: &[u8]) -> bool {
-    memchr::memchr_iter(0xFC, body)
-        .any(|i| body.get(i + 1).is_some_and(|b| matches!(b & 0x7F, 8 | 9)))
-}
+pub(crate) use crate::input::may_use_data;
 
 /// Bytes of `memory.init` (0xFC 8 data memory).
 fn init_op(data_width: u64, memory: u32) -> u64 {
@@ -242,7 +252,7 @@ pub(crate) fn plan_segment(
 ) -> Option<Pieces> {
     let empty = SegmentUses::default();
     let uses = uses.unwrap_or(&empty);
-    if uses.sites.iter().any(|s| s.constant.is_none()) {
+    if uses.array_reads > 0 || uses.sites.iter().any(|s| s.constant.is_none()) {
         return None;
     }
     let total = data.len() as u64;
@@ -459,6 +469,11 @@ fn param_counts(rewrite: &Rewrite<'_>, input: &[u8]) -> Result<Vec<u32>> {
     Ok(out)
 }
 
+/// A segment an array instruction reads is never split ([`plan_segment`]).
+fn split_array_read() -> Error {
+    Error::Internal("pack: an array instruction reads a split segment".into())
+}
+
 fn reencode_err(e: wasm_encoder::reencode::Error<std::convert::Infallible>) -> Error {
     Error::Internal(format!("pack: re-encoding failed: {e}"))
 }
@@ -494,9 +509,16 @@ pub(crate) fn rewrite_code(
         let mut touched = false;
         while !ops.eof() {
             match ops.read().map_err(&err)? {
-                Operator::MemoryInit { data_index, .. } | Operator::DataDrop { data_index }
-                    if changes(data_index) =>
-                {
+                Operator::MemoryInit { data_index, .. }
+                | Operator::DataDrop { data_index }
+                | Operator::ArrayNewData {
+                    array_data_index: data_index,
+                    ..
+                }
+                | Operator::ArrayInitData {
+                    array_data_index: data_index,
+                    ..
+                } if changes(data_index) => {
                     touched = true;
                     break;
                 }
@@ -633,6 +655,36 @@ impl<'a> Emitter<'_, 'a> {
                     self.out.push(Instruction::DataDrop(*i));
                     return Ok(());
                 }
+                None => {}
+            },
+            Operator::ArrayNewData {
+                array_type_index,
+                array_data_index,
+            } => match targets.get(&array_data_index) {
+                Some(Target::Index(i)) => {
+                    self.flush();
+                    self.out.push(Instruction::ArrayNewData {
+                        array_type_index,
+                        array_data_index: *i,
+                    });
+                    return Ok(());
+                }
+                Some(Target::Split { .. }) => return Err(split_array_read()),
+                None => {}
+            },
+            Operator::ArrayInitData {
+                array_type_index,
+                array_data_index,
+            } => match targets.get(&array_data_index) {
+                Some(Target::Index(i)) => {
+                    self.flush();
+                    self.out.push(Instruction::ArrayInitData {
+                        array_type_index,
+                        array_data_index: *i,
+                    });
+                    return Ok(());
+                }
+                Some(Target::Split { .. }) => return Err(split_array_read()),
                 None => {}
             },
             _ => {}

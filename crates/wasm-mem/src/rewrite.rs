@@ -396,8 +396,8 @@ impl<'a> Rewrite<'a> {
             }
         }
         debug_assert_eq!(out.len(), total);
-        let bodies = if features == crate::input::features() && self.function_context_kept() {
-            crate::input::Bodies::AlreadyValid
+        let bodies = if features == crate::input::features() {
+            self.bodies_to_validate()
         } else {
             crate::input::Bodies::Validate
         };
@@ -405,17 +405,24 @@ impl<'a> Rewrite<'a> {
         Ok(out)
     }
 
-    /// `true` when every known section other than the data section is copied
-    /// from the input as is and in the same order (custom sections aside).
-    /// Function bodies are then byte-identical in a byte-identical context
+    /// Which of the output's function bodies need validating again.
+    ///
+    /// When every known section other than the data and data count sections
+    /// is copied from the input as is and in the same order (custom sections
+    /// aside), function bodies are byte-identical in a byte-identical context
     /// (types, imports, functions, tables, memories, tags, globals, exports,
-    /// start, elements, data count), and validating them is a function of
-    /// exactly those bytes: they are as valid as they were in the input. The
-    /// data section takes no part in validating a body (only the data count
-    /// section does).
-    fn function_context_kept(&self) -> bool {
-        let context = |id: u8| id != ids::CUSTOM && id != ids::DATA;
+    /// start, elements), and validating a body is a function of exactly
+    /// those bytes plus the data count: the data section takes no part. With
+    /// the data count section kept too, every body is as valid as it was in
+    /// the input ([`Bodies::AlreadyValid`]); with it rewritten, added or
+    /// removed, only the bodies that may name a data segment can have
+    /// changed validity ([`Bodies::DataUsers`]). Anything else:
+    /// [`Bodies::Validate`].
+    fn bodies_to_validate(&self) -> crate::input::Bodies {
+        use crate::input::Bodies;
+        let context = |id: u8| id != ids::CUSTOM && id != ids::DATA && id != ids::DATA_COUNT;
         let mut kept = Vec::new();
+        let mut count_kept = true;
         for slot in &self.slots {
             match slot {
                 Slot::Keep(i) => {
@@ -424,18 +431,33 @@ impl<'a> Rewrite<'a> {
                         kept.push(*i);
                     }
                 }
-                slot @ (Slot::Encoded { .. } | Slot::Data(_)) => {
-                    if slot.written_id().is_some_and(context) {
-                        return false;
-                    }
-                }
+                slot @ (Slot::Encoded { .. } | Slot::Data(_)) => match slot.written_id() {
+                    Some(ids::DATA_COUNT) => count_kept = false,
+                    Some(id) if context(id) => return Bodies::Validate,
+                    _ => {}
+                },
                 Slot::Removed => {}
             }
         }
         let input: Vec<usize> = (0..self.sections.len())
             .filter(|&i| self.sections[i].custom_name.is_none() && context(self.sections[i].id))
             .collect();
-        kept == input
+        if kept != input {
+            return Bodies::Validate;
+        }
+        // A removed data count section is a change too.
+        let is_count = |i: usize| self.sections[i].id == ids::DATA_COUNT;
+        let counts_kept = self
+            .slots
+            .iter()
+            .filter(|slot| matches!(slot, Slot::Keep(i) if is_count(*i)))
+            .count();
+        let counts_in_input = (0..self.sections.len()).filter(|&i| is_count(i)).count();
+        if count_kept && counts_kept == counts_in_input {
+            Bodies::AlreadyValid
+        } else {
+            Bodies::DataUsers
+        }
     }
 }
 
@@ -497,5 +519,89 @@ mod tests {
         let mut expected_empty = Vec::new();
         wasm_encoder::DataSection::new().append_to(&mut expected_empty);
         assert_eq!(empty, expected_empty);
+    }
+
+    fn module_with_data_users(users: &str) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module
+                (type $bytes (array (mut i8)))
+                (memory 1)
+                (data $first "a")
+                (data $second "b")
+                (func (export "plain") (result i32) (i32.add (i32.const 1) (i32.const 2)))
+                (func (export "user") {users}))"#
+        ))
+        .unwrap()
+    }
+
+    /// Rewrite `module` with one data segment and a data count of 1, the
+    /// function bodies copied as they are.
+    fn with_one_segment(module: &[u8]) -> Result<Vec<u8>> {
+        let mut rewrite = Rewrite::new(module)?;
+        let data = rewrite.find(ids::DATA).unwrap();
+        let mut section = DataSegments::new();
+        section.passive(Cow::Borrowed(b"a"));
+        rewrite.replace_data(data, section);
+        rewrite.set(&wasm_encoder::DataCountSection { count: 1 });
+        assert_eq!(
+            rewrite.bodies_to_validate(),
+            crate::input::Bodies::DataUsers
+        );
+        rewrite.finish(crate::input::features(), "test")
+    }
+
+    /// With only the data and data count sections rewritten, the bodies that
+    /// name a data segment are validated again: every instruction that does
+    /// (`memory.init`, `data.drop`, `array.new_data`, `array.init_data`) is
+    /// caught naming a segment the new count no longer has.
+    #[test]
+    fn bodies_naming_data_are_validated_against_a_new_data_count() {
+        let users = [
+            "(memory.init $second (i32.const 0) (i32.const 0) (i32.const 1))",
+            "(data.drop $second)",
+            "(drop (array.new_data $bytes $second (i32.const 0) (i32.const 1)))",
+            "(array.init_data $bytes $second (array.new_default $bytes (i32.const 1)) (i32.const 0) (i32.const 0) (i32.const 1))",
+        ];
+        for user in users {
+            let module = module_with_data_users(user);
+            crate::input::validate(&module).unwrap();
+            match with_one_segment(&module) {
+                Err(Error::Internal(message)) => {
+                    assert!(message.contains("data"), "{user}: {message}")
+                }
+                other => panic!("{user}: {:?}", other.map(|_| "a module")),
+            }
+            // Naming segment 0 only, the same rewrite is valid.
+            let fine = module_with_data_users(&user.replace("$second", "$first"));
+            with_one_segment(&fine).unwrap_or_else(|e| panic!("{user}: {e}"));
+        }
+    }
+
+    /// Which bodies `finish` validates: none when only the data section
+    /// changed, the data users when the data count changed too, all when
+    /// another section of their context changed.
+    #[test]
+    fn bodies_to_validate_follows_what_changed() {
+        use crate::input::Bodies;
+        let module = module_with_data_users("(data.drop $first)");
+        let mut rewrite = Rewrite::new(&module).unwrap();
+        assert_eq!(rewrite.bodies_to_validate(), Bodies::AlreadyValid);
+        let data = rewrite.find(ids::DATA).unwrap();
+        rewrite.replace_data(data, DataSegments::new());
+        assert_eq!(rewrite.bodies_to_validate(), Bodies::AlreadyValid);
+        let count = rewrite.find(ids::DATA_COUNT).unwrap();
+        rewrite.remove(count);
+        assert_eq!(rewrite.bodies_to_validate(), Bodies::DataUsers);
+        let mut rewrite = Rewrite::new(&module).unwrap();
+        let mut memories = wasm_encoder::MemorySection::new();
+        memories.memory(wasm_encoder::MemoryType {
+            minimum: 2,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        rewrite.set(&memories);
+        assert_eq!(rewrite.bodies_to_validate(), Bodies::Validate);
     }
 }

@@ -1035,3 +1035,86 @@ fn over_long_bulk_memory_opcodes_are_seen() {
     let (uncounted, _) = pack(&module, &info, &defaults()).unwrap();
     assert_eq!(uncounted, out);
 }
+
+/// GC code reads passive segments with `array.new_data` and
+/// `array.init_data`: those segments are kept whole (an array instruction's
+/// operands are not rewritten into pieces) and renumbered when active
+/// segments merge or passive ones split, while a segment only `memory.init`
+/// reads beside them is still split. The packed module behaves the same in
+/// wasmtime, traps after `data.drop` included.
+#[test]
+fn gc_array_instructions_keep_the_segments_they_read() {
+    let zeros = "\\00".repeat(300);
+    let module = wat(&format!(
+        r#"(module
+        (type $bytes (array (mut i8)))
+        (memory (export "m") 1)
+        (data (i32.const 0) "a{zeros}b")
+        (data (i32.const 4000) "c")
+        (data $p "p{zeros}q")
+        (data $q "x{zeros}y")
+        (data $r "u{zeros}v")
+        (func (export "init")
+            (memory.init $p (i32.const 1000) (i32.const 0) (i32.const 302)))
+        (func (export "new") (param i32) (result i32)
+            (array.get_u $bytes
+                (array.new_data $bytes $q (i32.const 0) (i32.const 302))
+                (local.get 0)))
+        (func (export "fill") (param i32) (result i32) (local $a (ref null $bytes))
+            (local.set $a (array.new_default $bytes (i32.const 302)))
+            (array.init_data $bytes $r (local.get $a) (i32.const 0) (i32.const 0) (i32.const 302))
+            (array.get_u $bytes (local.get $a) (local.get 0)))
+        (func (export "drop") (data.drop $q) (data.drop $r)))"#
+    ));
+    let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
+    assert!(report.changed, "{report:#?}");
+    assert!(report.memory_init_rewritten > 0, "$p is split: {report:#?}");
+    assert!(out.len() < module.len());
+    let run = |m: &[u8]| {
+        let mut config = wasmtime::Config::new();
+        config.wasm_gc(true);
+        config.wasm_function_references(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let module = wasmtime::Module::new(&engine, m).unwrap();
+        let mut store = wasmtime::Store::new(&engine, ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let init = instance
+            .get_typed_func::<(), ()>(&mut store, "init")
+            .unwrap();
+        let new = instance
+            .get_typed_func::<i32, i32>(&mut store, "new")
+            .unwrap();
+        let fill = instance
+            .get_typed_func::<i32, i32>(&mut store, "fill")
+            .unwrap();
+        let drop = instance
+            .get_typed_func::<(), ()>(&mut store, "drop")
+            .unwrap();
+        let mut log = Vec::new();
+        init.call(&mut store, ()).unwrap();
+        for at in [0, 150, 301] {
+            log.push(new.call(&mut store, at).ok());
+            log.push(fill.call(&mut store, at).ok());
+        }
+        drop.call(&mut store, ()).unwrap();
+        log.push(new.call(&mut store, 0).ok());
+        log.push(fill.call(&mut store, 0).ok());
+        let memory = instance.get_memory(&mut store, "m").unwrap();
+        (log, memory.data(&store).to_vec())
+    };
+    let (a, b) = (run(&module), run(&out));
+    assert_eq!(
+        a.0,
+        [
+            Some('x' as i32),
+            Some('u' as i32),
+            Some(0),
+            Some(0),
+            Some('y' as i32),
+            Some('v' as i32),
+            None,
+            None
+        ]
+    );
+    assert!(a == b, "outcomes {:?} vs {:?}", a.0, b.0);
+}
