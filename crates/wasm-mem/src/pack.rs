@@ -728,16 +728,30 @@ fn solve_all(domains: &[Domain<'_>], lambda: u64) -> (Vec<Solution>, u64, u64) {
     (solutions, cost, count)
 }
 
-/// The best solution with at most `cap` pieces: `None` when impossible.
+/// The best solution with at most `cap` pieces: `None` when impossible, or
+/// when some probe proves that every such solution encodes to more than
+/// `give_up_above` bytes (the Lagrangian bound below, checked at each probe
+/// whose count is over the cap). `first`: [`solve_all`] at `penalty`.
 /// Also returns the gap to the Lagrangian lower bound when the cap binds.
 fn solve_capped(
     domains: &[Domain<'_>],
     cap: u64,
     penalty: u64,
+    first: (Vec<Solution>, u64, u64),
+    give_up_above: Option<u64>,
 ) -> Option<(Vec<Solution>, u64, u64, Option<u64>)> {
-    let (s0, c0, n0) = solve_all(domains, penalty);
+    let (s0, c0, n0) = first;
     if n0 <= cap {
         return Some((s0, c0, n0, None));
+    }
+    // A solution with at most `cap` pieces costs at least
+    // cost(l) + l * (count(l) - cap) for any penalty l whose optimum has
+    // count(l) > cap (weak duality: it is no better than that optimum at l).
+    let hopeless = |cost: u64, count: u64, l: u64| {
+        give_up_above.is_some_and(|limit| cost + l * (count - cap) > limit)
+    };
+    if hopeless(c0, n0, penalty) {
+        return None;
     }
     let mut hi = (domains.iter().map(Domain::max_gap).max().unwrap_or(0) + 64).max(penalty + 1);
     let (s_hi, c_hi, n_hi) = solve_all(domains, hi);
@@ -754,6 +768,9 @@ fn solve_capped(
             hi = mid;
             best = (s, c, n);
         } else {
+            if hopeless(c, n, mid) {
+                return None;
+            }
             lo = mid;
             below = (c, n);
         }
@@ -763,6 +780,66 @@ fn solve_capped(
     let bound = below.0 + lo * (below.1 - cap);
     let gap = best.1.saturating_sub(bound);
     Some((best.0, best.1, best.2, Some(gap)))
+}
+
+/// The best solution over the widths of the count LEB (step 3 of the
+/// module docs): per band of counts (up to 127, 16,383, ...), the optimum
+/// with at most the band's (and the cap's) count, scored with its count
+/// LEBs (`lebs_per_count` of them) and `penalty` per segment; the cheapest
+/// wins, ties going to the narrower band. `fixed`: segments outside the
+/// domains. Returns (solutions, total, gap to the dual bound), `None` when
+/// no band meets the cap. With `prune`, a band is given up as soon as its
+/// Lagrangian bound shows it cannot tie the best total known (the same
+/// result, fewer solves: `pruning_bands_gives_the_same_choice`).
+fn choose_band(
+    domains: &[Domain<'_>],
+    fixed: u64,
+    cap: u64,
+    lebs_per_count: u64,
+    penalty: u64,
+    prune: bool,
+) -> Option<(Vec<Solution>, u64, Option<u64>)> {
+    let first = solve_all(domains, penalty);
+    // The optimum without a band of its own, when it fits the cap: a band
+    // narrower than its count can only win by the bytes of its shorter
+    // count LEBs, so a band whose bound already exceeds this total is
+    // given up early (ties still go to the narrower band, as below).
+    let fitting_total = (first.2 + fixed <= cap)
+        .then(|| first.1 + uleb_len(first.2 + fixed) * lebs_per_count + penalty * first.2);
+    let mut chosen: Option<(Vec<Solution>, u64, Option<u64>)> = None;
+    for band in [127u64, 16_383, 2_097_151, 268_435_455, u32::MAX as u64] {
+        let limit = cap.min(band);
+        if limit < fixed {
+            continue;
+        }
+        // Every total is at least cost + one byte per count LEB.
+        let beat = chosen
+            .as_ref()
+            .map(|c| c.1)
+            .into_iter()
+            .chain(fitting_total)
+            .min();
+        let give_up_above = beat
+            .filter(|_| prune)
+            .map(|t| t.saturating_sub(lebs_per_count));
+        let Some((solutions, cost, count, gap)) = solve_capped(
+            domains,
+            limit - fixed,
+            penalty,
+            first.clone(),
+            give_up_above,
+        ) else {
+            continue;
+        };
+        let total = cost + uleb_len(count + fixed) * lebs_per_count + penalty * count;
+        if chosen.as_ref().is_none_or(|c| total < c.1) {
+            chosen = Some((solutions, total, gap));
+        }
+        if gap.is_none() {
+            break; // the unconstrained optimum fits: wider bands only cost more
+        }
+    }
+    chosen
 }
 
 /// One segment of the output.
@@ -1067,24 +1144,7 @@ fn pack_impl(
         + domains.iter().map(Domain::guard_count).sum::<u64>();
     let cap = options.max_segments as u64;
     let lebs_per_count = 1 + u64::from(count_section.is_some());
-    let mut chosen: Option<(Vec<Solution>, u64, Option<u64>)> = None;
-    for band in [127u64, 16_383, 2_097_151, 268_435_455, u32::MAX as u64] {
-        let limit = cap.min(band);
-        if limit < fixed {
-            continue;
-        }
-        let Some((solutions, cost, count, gap)) = solve_capped(&domains, limit - fixed, penalty)
-        else {
-            continue;
-        };
-        let total = cost + uleb_len(count + fixed) * lebs_per_count + penalty * count;
-        if chosen.as_ref().is_none_or(|c| total < c.1) {
-            chosen = Some((solutions, total, gap));
-        }
-        if gap.is_none() {
-            break; // the unconstrained optimum fits: wider bands only cost more
-        }
-    }
+    let chosen = choose_band(&domains, fixed, cap, lebs_per_count, penalty, true);
     let Some((solutions, _, gap)) = chosen else {
         return Err(Error::Refused(format!(
             "cannot meet --max-segments {cap}: the image needs at least {} segments",
@@ -1536,6 +1596,77 @@ mod tests {
                     assert_eq!(got.len(), want.len());
                 }
             }
+        }
+    }
+
+    /// Runs of 1-3 non-zero bytes separated by zero gaps of `gap(i)` bytes.
+    fn runs_image(count: usize, gap: impl Fn(usize) -> usize) -> Vec<u8> {
+        let mut data = Vec::new();
+        for i in 0..count {
+            data.extend(std::iter::repeat_n(0x5a, 1 + i % 3));
+            data.extend(std::iter::repeat_n(0, gap(i)));
+        }
+        data
+    }
+
+    fn domain_of(data: &[u8], base: u64) -> Domain<'_> {
+        let header = Header {
+            memory: 0,
+            memory64: false,
+            base: Base::Const,
+        };
+        Domain::new(header, &[(base, 0, data)], true, &Vec::new())
+    }
+
+    /// Giving bands up on their Lagrangian bound never changes the choice:
+    /// the same pieces, total and gap as solving every band to the end, on
+    /// images with 100-300 runs around the 127-segment band, caps that bind
+    /// and caps that do not, with and without a data count section and a
+    /// segment penalty.
+    #[test]
+    fn pruning_bands_gives_the_same_choice() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..60 {
+            let count = 100 + (next() % 200) as usize;
+            let gaps: Vec<usize> = (0..count).map(|_| 5 + (next() % 6) as usize).collect();
+            let data = runs_image(count, |i| gaps[i]);
+            let domains = [domain_of(&data, next() % 70_000)];
+            let fixed = next() % 3;
+            let cap = [100_000, 150, 127, 90][round % 4];
+            let lebs = 1 + next() % 2;
+            let penalty = [0, 0, 1, 3][(round / 4) % 4];
+            let full = choose_band(&domains, fixed, cap, lebs, penalty, false);
+            let pruned = choose_band(&domains, fixed, cap, lebs, penalty, true);
+            match (&full, &pruned) {
+                (Some(a), Some(b)) => {
+                    assert_eq!(a.1, b.1, "round {round}: totals");
+                    assert_eq!(a.2, b.2, "round {round}: gaps");
+                    let pieces = |s: &[Solution]| -> Vec<Vec<(u64, u64)>> {
+                        s.iter().map(|x| x.pieces.clone()).collect()
+                    };
+                    assert_eq!(pieces(&a.0), pieces(&b.0), "round {round}: pieces");
+                }
+                (None, None) => {}
+                _ => panic!("round {round}: one way found a layout, the other not"),
+            }
+        }
+        // 128 runs whose gaps all pay for a split (a segment header here is
+        // 6 bytes), one of them by a single byte (a 7-byte gap): merging
+        // there gives 127 segments, one byte more data and two count LEBs
+        // one byte shorter, so the 127 band wins.
+        let data = runs_image(128, |i| if i == 0 { 7 } else { 20 });
+        let domains = [domain_of(&data, 1000)];
+        assert_eq!(solve_all(&domains, 0).2, 128);
+        for prune in [false, true] {
+            let (solutions, ..) = choose_band(&domains, 0, 100_000, 2, 0, prune).unwrap();
+            let n: usize = solutions.iter().map(|x| x.pieces.len()).sum();
+            assert_eq!(n, 127, "the 127 band should win here (prune: {prune})");
         }
     }
 }
