@@ -660,28 +660,26 @@ impl<'a> Emitter<'_, 'a> {
             Operator::ArrayNewData {
                 array_type_index,
                 array_data_index,
-            } => match targets.get(&array_data_index) {
-                Some(Target::Index(i)) => {
-                    self.flush();
-                    self.out.push(Instruction::ArrayNewData {
-                        array_type_index,
-                        array_data_index: *i,
-                    });
-                    return Ok(());
-                }
-                Some(Target::Split { .. }) => return Err(split_array_read()),
-                None => {}
-            },
-            Operator::ArrayInitData {
+            }
+            | Operator::ArrayInitData {
                 array_type_index,
                 array_data_index,
             } => match targets.get(&array_data_index) {
                 Some(Target::Index(i)) => {
                     self.flush();
-                    self.out.push(Instruction::ArrayInitData {
-                        array_type_index,
-                        array_data_index: *i,
-                    });
+                    let array_data_index = *i;
+                    self.out
+                        .push(if matches!(op, Operator::ArrayNewData { .. }) {
+                            Instruction::ArrayNewData {
+                                array_type_index,
+                                array_data_index,
+                            }
+                        } else {
+                            Instruction::ArrayInitData {
+                                array_type_index,
+                                array_data_index,
+                            }
+                        });
                     return Ok(());
                 }
                 Some(Target::Split { .. }) => return Err(split_array_read()),
