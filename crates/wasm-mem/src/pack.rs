@@ -754,13 +754,38 @@ fn solve_capped(
         return None;
     }
     let mut hi = (domains.iter().map(Domain::max_gap).max().unwrap_or(0) + 64).max(penalty + 1);
-    let (s_hi, c_hi, n_hi) = solve_all(domains, hi);
-    if n_hi > cap {
-        return None;
-    }
     let mut lo = penalty; // count(lo) > cap
-    let mut best = (s_hi, c_hi, n_hi);
     let mut below = (c0, n0);
+    let mut best = None;
+    // One probe decides most hopeless bands at once: at penalty
+    // `limit - c0 + 1`, a count still over the cap makes the bound at least
+    // c0 + penalty > limit (costs only grow with the penalty). A count
+    // within the cap is a tighter upper end for the search instead. (The
+    // search finds the same least penalty whose count fits either way.)
+    if let Some(limit) = give_up_above {
+        let probe = (limit.saturating_sub(c0) + 1).max(penalty + 1);
+        if probe < hi {
+            let (s, c, n) = solve_all(domains, probe);
+            if n > cap {
+                if hopeless(c, n, probe) {
+                    return None;
+                }
+                (lo, below) = (probe, (c, n));
+            } else {
+                (hi, best) = (probe, Some((s, c, n)));
+            }
+        }
+    }
+    let mut best = match best {
+        Some(best) => best,
+        None => {
+            let (s_hi, c_hi, n_hi) = solve_all(domains, hi);
+            if n_hi > cap {
+                return None;
+            }
+            (s_hi, c_hi, n_hi)
+        }
+    };
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         let (s, c, n) = solve_all(domains, mid);
