@@ -407,6 +407,11 @@ impl ModuleInfo {
                 }
                 Payload::DataCountSection { count, .. } => info.data_count = Some(count),
                 Payload::DataSection(reader) => {
+                    // Every segment takes at least 2 bytes, so a count that
+                    // lies cannot reserve more than the section could hold.
+                    let room = (reader.count() as usize).min(reader.range().len() / 2);
+                    info.data_segments.reserve(room);
+                    data_offsets.reserve(room);
                     for data in reader {
                         let data = data.map_err(err)?;
                         let index = info.data_segments.len() as u32;
