@@ -183,6 +183,43 @@ fn pages_writes_atomically_and_keeps_bytes_without_settings() {
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
+/// A new output file gets the mode any new file gets (0666 less the
+/// umask), like `cp`'s, not the owner-only mode of the temporary file it
+/// was written through; a replaced file keeps its own mode.
+#[cfg(unix)]
+#[test]
+fn written_files_get_the_usual_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let reference = dir.path().join("reference");
+    std::fs::File::create(&reference).unwrap();
+    let input = dir.path().join("in.wasm");
+    std::fs::write(&input, binary("multi.wat")).unwrap();
+    let fresh = dir.path().join("fresh.wasm");
+    let args = |out: &Path| {
+        run(&[
+            "pages",
+            input.to_str().unwrap(),
+            "--memory",
+            "1",
+            "--pages",
+            "5",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = args(&fresh);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(mode(&fresh), mode(&reference));
+    let kept = dir.path().join("kept.wasm");
+    std::fs::write(&kept, b"old").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let o = args(&kept);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(mode(&kept), 0o640);
+}
+
 #[test]
 fn pages_refusals_exit_2_and_leave_no_output() {
     let dir = tempfile::tempdir().unwrap();
