@@ -563,15 +563,22 @@ impl<B: Backend> Heap<B> {
                 wr_at(block, HEADER, size | prev_flag);
                 self.free_block(block + size, have - size);
             } else {
-                wr_at(block, HEADER, have | prev_flag);
-                wr_at(
-                    block + have,
-                    HEADER,
-                    rd_at(block + have, HEADER) & !PREV_FREE,
-                );
+                self.use_whole(block, have, prev_flag);
             }
             ptr::with_exposed_provenance_mut(block + PAYLOAD)
         }
+    }
+
+    /// Marks all of `block` (`have` bytes) used: the rest is too small to be
+    /// a block of its own, so the successor no longer follows a free block.
+    #[inline(always)]
+    unsafe fn use_whole(&mut self, block: usize, have: usize, prev_flag: usize) {
+        wr_at(block, HEADER, have | prev_flag);
+        wr_at(
+            block + have,
+            HEADER,
+            rd_at(block + have, HEADER) & !PREV_FREE,
+        );
     }
 
     /// Like `carve`, but the successor may be free or unflagged (realloc):
@@ -588,12 +595,7 @@ impl<B: Backend> Heap<B> {
                 self.release(block + size);
             }
         } else {
-            wr_at(block, HEADER, have | prev_flag);
-            wr_at(
-                block + have,
-                HEADER,
-                rd_at(block + have, HEADER) & !PREV_FREE,
-            );
+            self.use_whole(block, have, prev_flag);
         }
         ptr::with_exposed_provenance_mut(block + PAYLOAD)
     }
