@@ -47,6 +47,20 @@ fn binary(name: &str) -> Vec<u8> {
     wat::parse_file(fixture(name)).unwrap()
 }
 
+/// `wasm-mem pages INPUT --memory 1 --pages 5 -o OUT`.
+fn fix_memory_1_at_5_pages(input: &Path, out: &Path) -> Output {
+    run(&[
+        "pages",
+        input.to_str().unwrap(),
+        "--memory",
+        "1",
+        "--pages",
+        "5",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+}
+
 const FIXTURES: &[&str] = &[
     "multi.wat",
     "memory64.wat",
@@ -155,16 +169,7 @@ fn pages_writes_atomically_and_keeps_bytes_without_settings() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&input).unwrap());
     // -o pointing at the input replaces it on success
-    let o = run(&[
-        "pages",
-        input.to_str().unwrap(),
-        "--memory",
-        "1",
-        "--pages",
-        "5",
-        "-o",
-        input.to_str().unwrap(),
-    ]);
+    let o = fix_memory_1_at_5_pages(&input, &input);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
         stderr(&o).contains("memory 1: min 2, max 16 pages -> 5 pages (fixed)"),
@@ -197,25 +202,13 @@ fn written_files_get_the_usual_modes() {
     let input = dir.path().join("in.wasm");
     std::fs::write(&input, binary("multi.wat")).unwrap();
     let fresh = dir.path().join("fresh.wasm");
-    let args = |out: &Path| {
-        run(&[
-            "pages",
-            input.to_str().unwrap(),
-            "--memory",
-            "1",
-            "--pages",
-            "5",
-            "-o",
-            out.to_str().unwrap(),
-        ])
-    };
-    let o = args(&fresh);
+    let o = fix_memory_1_at_5_pages(&input, &fresh);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(mode(&fresh), mode(&reference));
     let kept = dir.path().join("kept.wasm");
     std::fs::write(&kept, b"old").unwrap();
     std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let o = args(&kept);
+    let o = fix_memory_1_at_5_pages(&input, &kept);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(mode(&kept), 0o640);
 }
