@@ -303,7 +303,8 @@ impl ModuleInfo {
         Self::read_with(bytes, false)
     }
 
-    fn read_with(bytes: &[u8], count_instructions: bool) -> Result<ModuleInfo> {
+    /// `full`: count instructions, `data.drop`s and zero bytes too.
+    fn read_with(bytes: &[u8], full: bool) -> Result<ModuleInfo> {
         let err = |e: wasmparser::BinaryReaderError| Error::from_parser(bytes, &e);
         let mut info = ModuleInfo {
             memories: Vec::new(),
@@ -312,7 +313,7 @@ impl ModuleInfo {
             layout: Vec::new(),
             data_count: None,
             data_drops: 0,
-            instructions_counted: count_instructions,
+            instructions_counted: full,
         };
         let mut global_inits: Vec<Option<ConstExpr<'_>>> = Vec::new();
         let mut data_offsets: Vec<Option<ConstExpr<'_>>> = Vec::new();
@@ -416,11 +417,7 @@ impl ModuleInfo {
                         let data = data.map_err(err)?;
                         let index = info.data_segments.len() as u32;
                         let payload_start = data.range.end - data.data.len();
-                        let zero_bytes = if count_instructions {
-                            count_zeros(data.data)
-                        } else {
-                            0
-                        };
+                        let zero_bytes = if full { count_zeros(data.data) } else { 0 };
                         let (passive, memory, expr) = match data.kind {
                             DataKind::Passive => (true, None, None),
                             DataKind::Active {
@@ -442,7 +439,7 @@ impl ModuleInfo {
                         });
                     }
                 }
-                Payload::CodeSectionEntry(body) if count_instructions => {
+                Payload::CodeSectionEntry(body) if full => {
                     code_bytes += body.range().len();
                     bodies.push(body);
                 }

@@ -737,12 +737,12 @@ fn solve_capped(
     domains: &[Domain<'_>],
     cap: u64,
     penalty: u64,
-    first: (Vec<Solution>, u64, u64),
+    first: &(Vec<Solution>, u64, u64),
     give_up_above: Option<u64>,
 ) -> Option<(Vec<Solution>, u64, u64, Option<u64>)> {
-    let (s0, c0, n0) = first;
+    let &(ref s0, c0, n0) = first;
     if n0 <= cap {
-        return Some((s0, c0, n0, None));
+        return Some((s0.clone(), c0, n0, None));
     }
     // A solution with at most `cap` pieces costs at least
     // cost(l) + l * (count(l) - cap) for any penalty l whose optimum has
@@ -847,13 +847,9 @@ fn choose_band(
         let give_up_above = beat
             .filter(|_| prune)
             .map(|t| t.saturating_sub(lebs_per_count));
-        let Some((solutions, cost, count, gap)) = solve_capped(
-            domains,
-            limit - fixed,
-            penalty,
-            first.clone(),
-            give_up_above,
-        ) else {
+        let Some((solutions, cost, count, gap)) =
+            solve_capped(domains, limit - fixed, penalty, &first, give_up_above)
+        else {
             continue;
         };
         let total = cost + uleb_len(count + fixed) * lebs_per_count + penalty * count;

@@ -71,6 +71,7 @@
 //! copied byte for byte.
 
 use crate::error::{Error, Result};
+use crate::input::may_use_data;
 use crate::model::ModuleInfo;
 use crate::pack::{sleb_len, uleb_len};
 use crate::rewrite::Rewrite;
@@ -188,8 +189,6 @@ pub(crate) fn scan(input: &[u8], info: &ModuleInfo) -> Result<CodeUses> {
     }
     Ok(uses)
 }
-
-pub(crate) use crate::input::may_use_data;
 
 /// Bytes of `memory.init` (0xFC 8 data memory).
 fn init_op(data_width: u64, memory: u32) -> u64 {

@@ -446,14 +446,10 @@ impl<'a> Rewrite<'a> {
             return Bodies::Validate;
         }
         // A removed data count section is a change too.
-        let is_count = |i: usize| self.sections[i].id == ids::DATA_COUNT;
-        let counts_kept = self
-            .slots
-            .iter()
-            .filter(|slot| matches!(slot, Slot::Keep(i) if is_count(*i)))
-            .count();
-        let counts_in_input = (0..self.sections.len()).filter(|&i| is_count(i)).count();
-        if count_kept && counts_kept == counts_in_input {
+        let count_removed = self
+            .find(ids::DATA_COUNT)
+            .is_some_and(|i| matches!(self.slots[self.slot_of(i)], Slot::Removed));
+        if count_kept && !count_removed {
             Bodies::AlreadyValid
         } else {
             Bodies::DataUsers
