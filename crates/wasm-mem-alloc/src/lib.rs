@@ -293,6 +293,14 @@ fn block_size(size: usize) -> usize {
     }
 }
 
+/// The end of the block at `block` if it is free, else `block` itself.
+#[cfg_attr(not(wasm_mem_alloc_small), inline(always))]
+#[cfg_attr(wasm_mem_alloc_small, inline(never))]
+unsafe fn end_if_free(block: usize) -> usize {
+    let header = rd_at(block, HEADER);
+    block + (header & FREE) * (header & !FLAGS)
+}
+
 /// The allocator state without a lock: use it directly where the caller
 /// already has exclusive access (single-threaded embedded code, one heap per
 /// thread), or through [`Allocator`] as a `#[global_allocator]`.
@@ -486,9 +494,12 @@ impl<B: Backend> Heap<B> {
     #[inline]
     unsafe fn flip(&mut self, class: usize) {
         let row = class >> SL_LOG2;
+        let bit: RowBits = 1 << (class & (SL - 1));
         let bits = self.row_bits.get_unchecked_mut(row);
-        *bits ^= 1 << (class & (SL - 1));
-        self.rows = self.rows & !(1 << row) | ((*bits != 0) as usize) << row;
+        let old = *bits;
+        *bits = old ^ bit;
+        // The row turns empty or non-empty when no other list of it has blocks.
+        self.rows ^= ((old | bit == bit) as usize) << row;
     }
 
     /// Writes a free block's header and footer and links it.
@@ -626,20 +637,15 @@ impl<B: Backend> Heap<B> {
         // A used block over the new memory, then released: when the memory
         // continues the top, the block starts at the old sentinel (keeping
         // its `PREV_FREE` flag), so it merges with the free tail before it.
-        let (block, header) = if top != 0 && start == top + G {
-            // The sentinel's `PREV_FREE` flag (set when there is a tail;
-            // computed from `tail` it is less code, read again less fuel).
-            #[cfg(wasm_mem_alloc_small)]
-            let flag = (tail != 0) as usize * PREV_FREE;
-            #[cfg(not(wasm_mem_alloc_small))]
-            let flag = rd_at(top, HEADER) & PREV_FREE;
-            (top, len | flag)
-        } else {
-            (start, len - G)
-        };
-        self.top = start + len - G;
-        wr_at(self.top, HEADER, 0);
-        wr_at(block, HEADER, header);
+        // (`start == G` never happens, so a `top` of 0 never matches.) The
+        // word written first is the new block's header when the memory is
+        // apart from the top, so the `PREV_FREE` flag read below is 0 there.
+        wr_at(start, HEADER, 0);
+        let block = if start == top + G { top } else { start };
+        let end = start + len - G;
+        self.top = end;
+        wr_at(end, HEADER, 0);
+        wr_at(block, HEADER, (end - block) | rd_at(block, HEADER));
         self.release(block)
     }
 
@@ -708,8 +714,7 @@ impl<B: Backend> Heap<B> {
     /// # Safety
     ///
     /// `align` must be a power of two.
-    #[cfg_attr(not(wasm_mem_alloc_small), inline(always))]
-    #[cfg_attr(wasm_mem_alloc_small, inline)]
+    #[inline(always)]
     pub unsafe fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
         #[cfg(not(wasm_mem_alloc_small))]
         if let Some(ptr) = self.alloc_exact(size, align) {
@@ -749,33 +754,9 @@ impl<B: Backend> Heap<B> {
     }
 
     /// Everything but the fast path: the fit search, growth and alignment.
-    #[cfg_attr(not(wasm_mem_alloc_small), inline(never))]
+    #[inline(always)]
     unsafe fn alloc_slow(&mut self, size: usize, align: usize) -> *mut u8 {
-        // `align > MAX_ALIGN` (a power of two) is its top bit, the bit that
-        // makes `size` larger than `MAX_SIZE`: one test for both.
-        const _: () = assert!(MAX_ALIGN * 2 == MAX_SIZE + 1);
-        if size | align > MAX_SIZE {
-            return null_mut();
-        }
-        let size = block_size(size);
-        let big = align > G;
-        let Some((mut block, mut have)) = self.take(size + big as usize * (align + MIN_BLOCK))
-        else {
-            return null_mut();
-        };
-        let mut prev_flag = 0;
-        // Never taken for `align <= G`: payloads are `G`-aligned.
-        if (block + PAYLOAD) & (align - 1) != 0 {
-            let gap =
-                ((block + PAYLOAD + MIN_BLOCK + align - 1) & !(align - 1)) - (block + PAYLOAD);
-            // The front goes back to the free lists; the aligned block's
-            // header (written below) carries the `PREV_FREE` flag.
-            self.free_block(block, gap);
-            block += gap;
-            have -= gap;
-            prev_flag = PREV_FREE;
-        }
-        self.carve(block, have, size, prev_flag)
+        self.resize(null_mut(), 0, align, size)
     }
 
     /// Frees a block returned by this heap.
@@ -801,50 +782,97 @@ impl<B: Backend> Heap<B> {
     ///
     /// `ptr` must be a live block of this heap, allocated with `layout`'s
     /// alignment and a size of at least `layout.size()`.
+    #[inline]
     pub unsafe fn realloc(&mut self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > MAX_SIZE {
+        self.resize(ptr, layout.size(), layout.align(), new_size)
+    }
+
+    /// Allocation (`ptr` null) and realloc in one function, so that they
+    /// share the limit test, the block size and the final split: a block of
+    /// `new_size` bytes aligned to `align`, for a new block or for the live
+    /// block at `ptr`, whose first `old_size` bytes a move keeps.
+    #[inline(never)]
+    unsafe fn resize(
+        &mut self,
+        ptr: *mut u8,
+        old_size: usize,
+        align: usize,
+        new_size: usize,
+    ) -> *mut u8 {
+        // `align > MAX_ALIGN` (a power of two) is its top bit, the bit that
+        // makes `new_size` larger than `MAX_SIZE`: one test for both.
+        const _: () = assert!(MAX_ALIGN * 2 == MAX_SIZE + 1);
+        if new_size | align > MAX_SIZE {
             return null_mut();
         }
         let size = block_size(new_size);
-        let block = ptr.expose_provenance() - PAYLOAD;
-        let header = rd_at(block, HEADER);
-        let have = header & !FLAGS;
-        let prev_flag = header & PREV_FREE;
-        if size > have {
-            // Growing: `block_size(layout.size()) <= have < size`, so
-            // `layout.size() < new_size` and the contents to keep are
-            // `layout.size()` bytes.
-            let next = block + have;
-            let mut next_header = rd_at(next, HEADER);
-            if next + (next_header & FREE) * (next_header & !FLAGS) == self.top {
-                // Last block before the top (or before the free tail): grow
-                // memory, the new pages merge into the tail. (A used last
-                // block after this one is left to the move's `alloc`: 11
-                // bytes of code less for 1.1 fuel per action more.)
-                self.extend(size - have);
-                next_header = rd_at(next, HEADER);
+        let mut block;
+        let mut have;
+        let mut prev_flag = 0;
+        if ptr.is_null() {
+            let big = align > G;
+            let Some(taken) = self.take(size + big as usize * (align + MIN_BLOCK)) else {
+                return null_mut();
+            };
+            (block, have) = taken;
+            // Never taken for `align <= G`: payloads are `G`-aligned.
+            if (block + PAYLOAD) & (align - 1) != 0 {
+                // The smallest gap of at least `MIN_BLOCK` that aligns the
+                // payload.
+                let gap =
+                    (0usize.wrapping_sub(block + PAYLOAD + MIN_BLOCK) & (align - 1)) + MIN_BLOCK;
+                // The front goes back to the free lists; the aligned block's
+                // header (written below) carries the `PREV_FREE` flag.
+                self.free_block(block, gap);
+                block += gap;
+                have -= gap;
+                prev_flag = PREV_FREE;
             }
-            let avail = have + (next_header & FREE) * (next_header & !FLAGS);
-            if avail < size {
-                // No room in place: move. (Sliding down into a free block
-                // before, when that made room, saved 0.1 fuel per action
-                // for 78 bytes of code.)
-                let moved = self.alloc(new_size, layout.align());
-                if !moved.is_null() {
-                    ptr::copy_nonoverlapping(ptr, moved, layout.size());
-                    #[cfg(not(wasm_mem_alloc_small))]
-                    self.release_inline(block);
-                    #[cfg(wasm_mem_alloc_small)]
-                    self.release(block);
+        } else {
+            block = ptr.expose_provenance() - PAYLOAD;
+            let header = rd_at(block, HEADER);
+            have = header & !FLAGS;
+            prev_flag = header & PREV_FREE;
+            if size > have {
+                // Growing: `block_size(old_size) <= have < size`, so
+                // `old_size < new_size` and the contents to keep are
+                // `old_size` bytes.
+                let next = block + have;
+                if end_if_free(next) == self.top {
+                    // Last block before the top (or before the free tail):
+                    // grow memory, the new pages merge into the tail. (A
+                    // used last block after this one is left to the move's
+                    // `alloc`: 11 bytes of code less for 1.1 fuel per action
+                    // more.)
+                    self.extend(size - have);
                 }
-                return moved;
+                let avail = end_if_free(next) - block;
+                if avail < size {
+                    // No room in place: move. (Sliding down into a free
+                    // block before, when that made room, saved 0.1 fuel per
+                    // action for 78 bytes of code.)
+                    let moved = self.alloc(new_size, align);
+                    if !moved.is_null() {
+                        ptr::copy_nonoverlapping(ptr, moved, old_size);
+                        #[cfg(not(wasm_mem_alloc_small))]
+                        self.release_inline(block);
+                        #[cfg(wasm_mem_alloc_small)]
+                        self.release(block);
+                    }
+                    return moved;
+                }
+                // `avail >= size > have`: the next block is free; absorb it.
+                // Its successor is used and flagged, as `carve` needs.
+                self.unlink(next);
+                have = avail;
+            } else {
+                // Shrinking: the successor may be free; `trim` merges the
+                // rest with it (size-optimized builds: `carve` is `trim`).
+                #[cfg(not(wasm_mem_alloc_small))]
+                return self.trim(block, have, size, prev_flag);
             }
-            // `avail >= size > have`: the next block is free; absorb it. Its
-            // successor is used and flagged, as `carve` needs.
-            self.unlink(next);
-            return self.carve(block, avail, size, prev_flag);
         }
-        self.trim(block, have, size, prev_flag)
+        self.carve(block, have, size, prev_flag)
     }
 
     /// Usable bytes of the live block at `ptr` (at least what was asked for).
