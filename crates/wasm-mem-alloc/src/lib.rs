@@ -97,7 +97,7 @@ const HEADER: usize = W;
 /// Offset of a free block's link to the next block of its list (0 at the end).
 const NEXT: usize = 2 * W;
 /// Offset of a free block's link to the previous block of its list, or, for
-/// the first block, its class tagged with the low bit (see [`tag`]).
+/// the first block, its list's pseudo-block (see [`Heap::tag`]).
 const PREV: usize = 3 * W;
 /// Offset of the payload: just after the header.
 const PAYLOAD: usize = 2 * W;
@@ -234,14 +234,6 @@ unsafe fn wr_at(addr: usize, offset: usize, value: usize) {
     *ptr::with_exposed_provenance_mut::<usize>(addr).byte_add(offset) = value;
 }
 
-/// The `PREV` word of the first block of list `class`: the byte offset of
-/// the list's head in `Heap::heads` with the low bit set (block addresses
-/// are even), so the head's slot is found without a shift.
-#[inline(always)]
-const fn tag(class: usize) -> usize {
-    (class * W) | 1
-}
-
 /// Free-list index of a block of `size` bytes (`size >= MIN_BLOCK`).
 #[cfg_attr(not(wasm_mem_alloc_small), inline)]
 #[cfg_attr(wasm_mem_alloc_small, inline(never))]
@@ -304,12 +296,18 @@ unsafe fn end_if_free(block: usize) -> usize {
 /// The allocator state without a lock: use it directly where the caller
 /// already has exclusive access (single-threaded embedded code, one heap per
 /// thread), or through [`Allocator`] as a `#[global_allocator]`.
+///
+/// The free lists point back into the heap value (see [`Heap::tag`]), so it
+/// must stay where it is once it has allocated: keep it in a `static`, a
+/// `Box` or a local that is not moved.
+#[repr(C)]
 pub struct Heap<B> {
     rows: usize,
-    row_bits: [RowBits; ROWS],
-    heads: [usize; LISTS],
     /// Address of the end sentinel of the newest region (0 before the first).
     top: usize,
+    row_bits: [RowBits; ROWS],
+    /// After `row_bits`, so that every list's pseudo-block lies in the heap.
+    heads: [usize; LISTS],
     backend: B,
 }
 
@@ -330,9 +328,22 @@ impl<B: Backend> Heap<B> {
         &self.backend
     }
 
-    /// Links a free block into the list of its class. The first block's
-    /// `prev` is its class tagged with the low bit (block addresses are
-    /// even), so nothing points into the heap value and it may move. A block
+    /// The `PREV` word of the first block of list `class`: the address of a
+    /// pseudo-block whose `NEXT` word is the list's head slot, so that
+    /// setting a block's successor and setting a list's head are the same
+    /// store. Pseudo-blocks lie in the heap value (`heads` follows other
+    /// fields), never in a region, so `prev - tag(0) < LISTS * W` tells a
+    /// head from a block.
+    #[inline(always)]
+    fn tag(&self, class: usize) -> usize {
+        self.heads
+            .as_ptr()
+            .wrapping_add(class)
+            .expose_provenance()
+            .wrapping_sub(NEXT)
+    }
+
+    /// Links a free block into the list of its class. A block
     /// no larger than the head goes second, so the head stays the larger of
     /// the two (a bounded step towards best fit: `take` checks only the head
     /// of the request's own class). In the exact classes all blocks are
@@ -368,7 +379,7 @@ impl<B: Backend> Heap<B> {
             return;
         }
         wr_at(block, NEXT, first);
-        wr_at(block, PREV, tag(class));
+        wr_at(block, PREV, self.tag(class));
         *self.heads.get_unchecked_mut(class) = block;
         if first != 0 {
             wr_at(first, PREV, block);
@@ -389,32 +400,28 @@ impl<B: Backend> Heap<B> {
         let first = *self.heads.get_unchecked(class);
         // No shortcut for the exact classes: there the head's header (its
         // size, the same, with the `FREE` bit) is always larger.
-        let (prev, next) = if first != 0 && rd_at(first, HEADER) > size {
-            (first, rd_at(first, NEXT))
+        let prev = if first != 0 && rd_at(first, HEADER) > size {
+            first
         } else {
-            (tag(class), first)
+            self.tag(class)
         };
-        self.connect(block, next);
+        self.connect(block, rd_at(prev, NEXT));
         self.connect(prev, block);
     }
 
-    /// Makes `next` (a block or 0) follow `prev` (a block, or a list's class
-    /// tagged with the low bit for its head), flipping the list's bitmap bits
+    /// Makes `next` (a block or 0) follow `prev` (a block, or a list's
+    /// pseudo-block for its head), flipping the list's bitmap bits
     /// when it turns empty or non-empty: the one list update of
     /// size-optimized builds (`link_shared` is two of them, `unlink_shared`
     /// one).
     #[cfg(any(test, wasm_mem_alloc_small))]
     #[inline(never)]
     unsafe fn connect(&mut self, prev: usize, next: usize) {
-        if prev & 1 == 0 {
-            wr_at(prev, NEXT, next);
-        } else {
-            let head = self.heads.as_mut_ptr().byte_add(prev - 1);
-            let was_empty = *head == 0;
-            *head = next;
-            if was_empty != (next == 0) {
-                self.flip(prev / W);
-            }
+        let was_empty = rd_at(prev, NEXT) == 0;
+        wr_at(prev, NEXT, next);
+        let head = prev.wrapping_sub(self.tag(0));
+        if head < LISTS * W && was_empty != (next == 0) {
+            self.flip(head / W);
         }
         if next != 0 {
             wr_at(next, PREV, prev);
@@ -446,13 +453,12 @@ impl<B: Backend> Heap<B> {
         if next != 0 {
             wr_at(next, PREV, prev);
         }
-        if prev & 1 == 0 {
-            wr_at(prev, NEXT, next);
-        } else {
-            let class = prev / W;
-            *self.heads.get_unchecked_mut(class) = next;
-            if next == 0 {
-                self.emptied(class);
+        // A list's head is the `NEXT` word of its pseudo-block.
+        wr_at(prev, NEXT, next);
+        if next == 0 {
+            let head = prev.wrapping_sub(self.tag(0));
+            if head < LISTS * W {
+                self.emptied(head / W);
             }
         }
     }
@@ -465,7 +471,7 @@ impl<B: Backend> Heap<B> {
         let next = rd_at(block, NEXT);
         *self.heads.get_unchecked_mut(class) = next;
         if next != 0 {
-            wr_at(next, PREV, tag(class));
+            wr_at(next, PREV, self.tag(class));
         } else {
             self.emptied(class);
         }
@@ -713,7 +719,8 @@ impl<B: Backend> Heap<B> {
     ///
     /// # Safety
     ///
-    /// `align` must be a power of two.
+    /// `align` must be a power of two, and the heap must not have moved
+    /// since its first allocation.
     #[inline(always)]
     pub unsafe fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
         #[cfg(not(wasm_mem_alloc_small))]
@@ -763,7 +770,8 @@ impl<B: Backend> Heap<B> {
     ///
     /// # Safety
     ///
-    /// `ptr` must come from this heap and not be freed yet.
+    /// `ptr` must come from this heap and not be freed yet; the heap must
+    /// not have moved since its first allocation.
     pub unsafe fn free(&mut self, ptr: *mut u8) {
         #[cfg(not(wasm_mem_alloc_small))]
         self.release_inline(ptr.expose_provenance() - PAYLOAD);
@@ -781,7 +789,8 @@ impl<B: Backend> Heap<B> {
     /// # Safety
     ///
     /// `ptr` must be a live block of this heap, allocated with `layout`'s
-    /// alignment and a size of at least `layout.size()`.
+    /// alignment and a size of at least `layout.size()`; the heap must not
+    /// have moved since its first allocation.
     #[inline]
     pub unsafe fn realloc(&mut self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         self.resize(ptr, layout.size(), layout.align(), new_size)

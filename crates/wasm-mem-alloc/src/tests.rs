@@ -128,7 +128,7 @@ fn validate(heap: &Heap<TestBackend>) {
         let row = class >> SL_LOG2;
         let bit = heap.row_bits[row] & (1 << (class & (SL - 1))) != 0;
         assert_eq!(bit, block != 0, "bitmap of class {class}");
-        let mut prev = tag(class);
+        let mut prev = heap.tag(class);
         while block != 0 {
             let size = free_blocks
                 .get(&block)
