@@ -618,7 +618,10 @@ impl<B: Backend> Heap<B> {
     }
 
     /// Asks the backend for memory so that a free block of at least `need`
-    /// bytes exists; returns that block (still linked) or 0.
+    /// bytes exists; returns that block (still linked), or 0 when the backend
+    /// has no memory or gave memory apart from the top that is too small
+    /// (then the new region's tail is the top, so a second call succeeds
+    /// unless memory runs out).
     #[inline]
     unsafe fn extend(&mut self, need: usize) -> usize {
         let top = self.top;
@@ -652,7 +655,12 @@ impl<B: Backend> Heap<B> {
         self.top = end;
         wr_at(end, HEADER, 0);
         wr_at(block, HEADER, (end - block) | rd_at(block, HEADER));
-        self.release(block)
+        let block = self.release(block);
+        // (A free block's header is its size with the `FREE` bit.)
+        if rd_at(block, HEADER) < need {
+            return 0;
+        }
+        block
     }
 
     /// Takes a free block of at least `need` bytes off its list; returns it
@@ -679,13 +687,13 @@ impl<B: Backend> Heap<B> {
                 let rows = self.rows & (usize::MAX << (row + 1));
                 if rows == 0 {
                     block = self.extend(need);
-                    if block != 0 && rd_at(block, HEADER) < need {
-                        // The backend returned memory apart from the top; the
-                        // new region's tail is now the top, try once more.
+                    if block == 0 {
+                        // Memory apart from the top, too small: its tail is
+                        // the top now, try once more (or out of memory).
                         block = self.extend(need);
-                    }
-                    if block == 0 || rd_at(block, HEADER) < need {
-                        return None;
+                        if block == 0 {
+                            return None;
+                        }
                     }
                     // Not necessarily the head of its list (size-optimized
                     // builds unlink every block below).
