@@ -706,6 +706,9 @@ impl<B: Backend> Heap<B> {
                 } else {
                     row = rows.trailing_zeros() as usize;
                     bits = *self.row_bits.get_unchecked(row);
+                    // A row's bit in `rows` is set exactly when its lists'
+                    // bits are not all clear (`validate` checks it).
+                    core::hint::assert_unchecked(bits != 0);
                 }
             }
             if bits != 0 {
