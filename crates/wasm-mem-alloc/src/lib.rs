@@ -542,15 +542,29 @@ impl<B: Backend> Heap<B> {
     /// need not be written yet: `free_block` writes it).
     #[inline(always)]
     unsafe fn merge_free(&mut self, mut block: usize, header: usize) -> usize {
-        let mut end = block + (header & !FLAGS);
-        let mut next = rd_at(end, HEADER);
-        if next & FREE != 0 {
-            self.unlink(end);
-            end += next & !FLAGS;
-            next = rd_at(end, HEADER);
-        }
-        // Flag the successor (read once when there was nothing to merge).
-        wr_at(end, HEADER, next | PREV_FREE);
+        #[cfg(not(wasm_mem_alloc_small))]
+        let end = {
+            let mut end = block + (header & !FLAGS);
+            let mut next = rd_at(end, HEADER);
+            if next & FREE != 0 {
+                self.unlink(end);
+                end += next & !FLAGS;
+                next = rd_at(end, HEADER);
+            }
+            // Flag the successor (read once when there was nothing to merge).
+            wr_at(end, HEADER, next | PREV_FREE);
+            end
+        };
+        #[cfg(wasm_mem_alloc_small)]
+        let end = {
+            let next = block + (header & !FLAGS);
+            let end = end_if_free(next);
+            if end != next {
+                self.unlink(next);
+            }
+            wr_at(end, HEADER, rd_at(end, HEADER) | PREV_FREE);
+            end
+        };
         if header & PREV_FREE != 0 {
             block -= rd(block);
             self.unlink(block);
