@@ -639,8 +639,10 @@ impl<B: Backend> Heap<B> {
     #[inline]
     unsafe fn extend(&mut self, need: usize) -> usize {
         let top = self.top;
-        let tail = if top != 0 && rd_at(top, HEADER) & PREV_FREE != 0 {
-            rd(top)
+        // The sentinel's header is 0 or `PREV_FREE`: with the flag, the word
+        // at `top` is the free tail's footer (its size).
+        let tail = if top != 0 {
+            rd(top) * (rd_at(top, HEADER) / PREV_FREE)
         } else {
             0
         };
