@@ -787,8 +787,10 @@ impl<B: Backend> Heap<B> {
         None
     }
 
-    /// Everything but the fast path: the fit search, growth and alignment.
-    #[inline(always)]
+    /// Everything but the fast path: the fit search, growth and alignment
+    /// (speed builds: `resize` specialized for a new block, out of line).
+    #[cfg_attr(not(wasm_mem_alloc_small), inline(never))]
+    #[cfg_attr(wasm_mem_alloc_small, inline(always))]
     unsafe fn alloc_slow(&mut self, size: usize, align: usize) -> *mut u8 {
         self.resize(null_mut(), 0, align, size)
     }
@@ -820,6 +822,8 @@ impl<B: Backend> Heap<B> {
     /// have moved since its first allocation.
     #[inline]
     pub unsafe fn realloc(&mut self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // (Speed builds inline `resize` here, specialized for a live block.)
+        core::hint::assert_unchecked(!ptr.is_null());
         self.resize(ptr, layout.size(), layout.align(), new_size)
     }
 
@@ -827,7 +831,10 @@ impl<B: Backend> Heap<B> {
     /// share the limit test, the block size and the final split: a block of
     /// `new_size` bytes aligned to `align`, for a new block or for the live
     /// block at `ptr`, whose first `old_size` bytes a move keeps.
-    #[inline(never)]
+    /// (Size-optimized builds keep it one function; speed builds inline it
+    /// into `alloc_slow` and `realloc`, each specialized.)
+    #[cfg_attr(not(wasm_mem_alloc_small), inline(always))]
+    #[cfg_attr(wasm_mem_alloc_small, inline(never))]
     unsafe fn resize(
         &mut self,
         ptr: *mut u8,
