@@ -820,7 +820,7 @@ fn block_choice_digest() -> u64 {
 fn size_and_speed_builds_choose_the_same_blocks() {
     assert_eq!(
         block_choice_digest(),
-        0xfef4_2852_48ee_5182,
+        0xeb06_b798_2da1_7fdd,
         "digest of the blocks chosen"
     );
 }
