@@ -428,13 +428,15 @@ impl<B: Backend> Heap<B> {
         }
     }
 
-    /// Takes a free block off its list.
+    /// Takes a free block off its list; returns its size (size-optimized
+    /// builds: `take` shares the header read).
     #[inline]
-    unsafe fn unlink(&mut self, block: usize) {
+    unsafe fn unlink(&mut self, block: usize) -> usize {
         #[cfg(wasm_mem_alloc_small)]
-        return self.unlink_shared(block);
+        self.unlink_shared(block);
         #[cfg(not(wasm_mem_alloc_small))]
         self.unlink_split(block);
+        rd_at(block, HEADER) & !FLAGS
     }
 
     /// `unlink` as one `connect` (size-optimized builds).
@@ -734,10 +736,11 @@ impl<B: Backend> Heap<B> {
                 block = *self.heads.get_unchecked(list);
             }
         }
-        let have = rd_at(block, HEADER) & !FLAGS;
         // Size-optimized builds share `unlink` (the same result for a head).
         #[cfg(wasm_mem_alloc_small)]
-        self.unlink(block);
+        let have = self.unlink(block);
+        #[cfg(not(wasm_mem_alloc_small))]
+        let have = rd_at(block, HEADER) & !FLAGS;
         #[cfg(not(wasm_mem_alloc_small))]
         self.pop(list, block);
         Some((block, have))
