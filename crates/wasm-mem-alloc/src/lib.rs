@@ -23,10 +23,13 @@
 //!
 //! A small request whose exact class has a block takes a fast path inlined
 //! into the caller (pop the head, write the header); everything else goes
-//! through one out-of-line function. Speed builds also inline the merge into
-//! `free` and into realloc's move, pop list heads without reading their back
-//! link, and free a realloc's tail without a merge check on the used block
-//! before it. Size-optimized builds (opt-level "s" or "z", detected by
+//! through one out-of-line function. Allocation and realloc are one function
+//! in the source (`resize`): size-optimized builds keep it one function, so
+//! both share the limit test, the block size and the final split; speed
+//! builds inline it twice, each copy specialized. Speed builds also inline
+//! the merge into `free` and into realloc's move, pop list heads without
+//! reading their back link, and free a realloc's tail without a merge check
+//! on the used block before it. Size-optimized builds (opt-level "s" or "z", detected by
 //! `build.rs`) leave all that out, share one block-splitting function, do
 //! every list update (link, unlink, bitmaps) in one `connect` function and
 //! compute the size class without a branch: the same algorithm, the same
@@ -39,7 +42,11 @@
 //! payload; a free block also keeps its list links and a footer with its
 //! size, so `free` merges with both neighbours in O(1). The list heads and
 //! bitmaps (6.2 KiB on wasm32) live in the allocator value, not in the heap,
-//! and nothing is sized for the whole address space.
+//! and nothing is sized for the whole address space. A list's head is the
+//! link word of a pseudo-block inside the allocator value, so that linking
+//! after a block and setting a head are the same store; the free lists point
+//! back into the value, which therefore must not move once it has allocated
+//! (a `static`, as `#[global_allocator]` is, never does).
 //!
 //! # Growth
 //!
@@ -56,9 +63,9 @@
 //!
 //! Payloads are naturally aligned to `G`. Larger alignments (any power of two
 //! up to a quarter of the address space, so 64 KiB pages and beyond) take a
-//! block of `size + align + 2G`, give the unaligned front back to the free
-//! lists as its own free block, and trim the tail: still O(1) and nothing is
-//! lost.
+//! block of `size + align + 2G`, give the front (the smallest one of at least
+//! `2G` bytes that aligns the payload) back to the free lists as its own free
+//! block, and trim the tail: still O(1) and nothing is lost.
 //!
 //! # Guarantees and refusals
 //!
