@@ -29,14 +29,15 @@
 //! builds inline it twice, each copy specialized. Speed builds also inline
 //! the merge into `free` and into realloc's move, pop list heads without
 //! reading their back link, and free a realloc's tail without a merge check
-//! on the used block before it. Size-optimized builds (opt-level "s" or "z", detected by
-//! `build.rs`) leave all that out, share one block-splitting function, do
-//! every list update (link, unlink, bitmaps) in one `connect` function and
-//! compute the size class without a branch: the same algorithm, the same
-//! blocks chosen and the same list order (`fast_path_matches_slow_path`,
-//! `both_link_shapes_build_the_same_lists` and, over every path, the digest
-//! of `size_and_speed_builds_choose_the_same_blocks`, run in both builds,
-//! check it), less code.
+//! on the used block before it. Size-optimized builds (opt-level "s" or
+//! "z", detected by `build.rs`) leave all that out, share one block-splitting
+//! function, do every list update (link, unlink, bitmaps) in one `connect`
+//! function and compute the size class without a branch: the same
+//! algorithm, the same blocks chosen and the same list order
+//! (`fast_path_matches_slow_path`, `both_link_shapes_build_the_same_lists`
+//! and, over every path, the digest of
+//! `size_and_speed_builds_choose_the_same_blocks`, run in both builds, check
+//! it), less code.
 //!
 //! Each block carries one header word (size and two flag bits) in front of its
 //! payload; a free block also keeps its list links and a footer with its
