@@ -243,8 +243,9 @@ unsafe fn wr_at(addr: usize, offset: usize, value: usize) {
 }
 
 /// Free-list index of a block of `size` bytes (`size >= MIN_BLOCK`).
-#[cfg_attr(not(wasm_mem_alloc_small), inline)]
-#[cfg_attr(wasm_mem_alloc_small, inline(never))]
+/// (Inlined in every build: size-optimized ones keep [`Heap::tag_of`] out
+/// of line instead.)
+#[inline]
 fn class_of(size: usize) -> usize {
     // Row `fl - G_LOG2 - SL_LOG2 + 1` for the highest set bit `fl`, and
     // `size >> (fl - SL_LOG2)` is `SL` plus the second-level index (the
@@ -267,17 +268,6 @@ fn class_of(size: usize) -> usize {
     } else {
         formula(size.leading_zeros())
     }
-}
-
-/// The first class whose every block holds `size` bytes (`size` a multiple
-/// of `G`): the class after the one holding `size - 1`, which is `size`'s own
-/// class when `size` starts it and the next one otherwise (class numbers run
-/// on from one row to the next). Rounding up by `size / SL` instead (up to
-/// twice a class width) skipped a class of blocks that all fit: 1.3 points
-/// of heap efficiency lost to allocations failing next to a fitting block.
-#[inline(always)]
-fn search_class(size: usize) -> usize {
-    class_of(size - 1) + 1
 }
 
 /// Block size for a payload of `size` bytes (out of line in size-optimized
@@ -343,6 +333,35 @@ impl<B: Backend> Heap<B> {
     /// The backend, e.g. to ask an [`Arena`] how much it has left.
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// The pseudo-block of the list of `size`'s class, `tag(class_of(size))`:
+    /// the one function that computes a class in size-optimized builds.
+    /// Returning the pseudo-block rather than the class, `link` reads the
+    /// head at a small offset from it and needs no second address, and
+    /// `take` gets the class back with a subtract and a shift (2 bytes of
+    /// code less in all than an out-of-line `class_of`).
+    #[cfg(any(test, wasm_mem_alloc_small))]
+    #[inline(never)]
+    fn tag_of(&self, size: usize) -> usize {
+        self.tag(class_of(size))
+    }
+
+    /// The class after the one of `need` and the head of `need`'s own class.
+    #[inline(always)]
+    unsafe fn own_head(&self, need: usize) -> (usize, usize) {
+        #[cfg(wasm_mem_alloc_small)]
+        {
+            let tag = self.tag_of(need);
+            // `(tag - self.tag(0)) / W + 1`, with the `+ 1` in the constant.
+            let after = tag.wrapping_sub(self.tag(0).wrapping_sub(W)) / W;
+            (after, rd_at(tag, NEXT))
+        }
+        #[cfg(not(wasm_mem_alloc_small))]
+        {
+            let class = class_of(need);
+            (class + 1, *self.heads.get_unchecked(class))
+        }
     }
 
     /// The `PREV` word of the first block of list `class`: the address of a
@@ -413,36 +432,49 @@ impl<B: Backend> Heap<B> {
     #[cfg(any(test, wasm_mem_alloc_small))]
     #[inline(always)]
     unsafe fn link_shared(&mut self, block: usize, size: usize) {
-        let class = class_of(size);
-        let first = *self.heads.get_unchecked(class);
+        let tag = self.tag_of(size);
+        // (`heads[class_of(size)]`.)
+        let first = rd_at(tag, NEXT);
         // No shortcut for the exact classes: there the head's header (its
-        // size, the same, with the `FREE` bit) is always larger.
-        let prev = if first != 0 && rd_at(first, HEADER) > size {
-            first
-        } else {
-            self.tag(class)
-        };
-        self.connect(block, rd_at(prev, NEXT));
-        self.connect(prev, block);
+        // size, the same, with the `FREE` bit) is always larger. An empty
+        // list compares its pseudo-block's header word instead (the head
+        // slot of the class before, or the last word of `row_bits`: in the
+        // heap value, so it exists), and either way `prev` is the
+        // pseudo-block: two selects, no branch (3 bytes of code less).
+        let c = if first != 0 { first } else { tag };
+        let prev = if rd_at(c, HEADER) > size { c } else { tag };
+        // `block` after `prev`, then `prev`'s old successor after `block`
+        // (the same lists either way round: `block` is no list's head).
+        let next = self.connect(prev, block);
+        self.connect(block, next);
     }
 
     /// Makes `next` (a block or 0) follow `prev` (a block, or a list's
     /// pseudo-block for its head), flipping the list's bitmap bits
-    /// when it turns empty or non-empty: the one list update of
-    /// size-optimized builds (`link_shared` is two of them, `unlink_shared`
-    /// one).
+    /// when it turns empty or non-empty, and returns `prev`'s old successor:
+    /// the one list update of size-optimized builds (`link_shared` is two
+    /// of them, chained through the result; `unlink_shared` one). With a
+    /// result, it has the type of `alloc`'s export (one function type less
+    /// in the module), and `next`'s back link is written before the
+    /// bitmap update so that the result is returned once.
     #[cfg(any(test, wasm_mem_alloc_small))]
     #[inline(never)]
-    unsafe fn connect(&mut self, prev: usize, next: usize) {
-        let was_empty = rd_at(prev, NEXT) == 0;
+    unsafe fn connect(&mut self, prev: usize, next: usize) -> usize {
+        let old = rd_at(prev, NEXT);
         wr_at(prev, NEXT, next);
-        let head = prev.wrapping_sub(self.tag(0));
-        if head < LISTS * W && was_empty != (next == 0) {
-            self.flip(head / W);
-        }
         if next != 0 {
             wr_at(next, PREV, prev);
         }
+        let head = prev.wrapping_sub(self.tag(0));
+        if head < LISTS * W {
+            // A list turns empty or non-empty when its old or its new head
+            // is 0; never both (a head's successor changes only to link a
+            // block or to unlink the head). The test is a flip of nothing
+            // rather than a branch: 4 bytes of code less.
+            debug_assert!(old != 0 || next != 0);
+            self.flip(head / W, (old == 0) != (next == 0));
+        }
+        old
     }
 
     /// Takes a free block off its list; returns its size (size-optimized
@@ -450,17 +482,18 @@ impl<B: Backend> Heap<B> {
     #[inline]
     unsafe fn unlink(&mut self, block: usize) -> usize {
         #[cfg(wasm_mem_alloc_small)]
-        self.unlink_shared(block);
+        let block = self.unlink_shared(block);
         #[cfg(not(wasm_mem_alloc_small))]
         self.unlink_split(block);
         rd_at(block, HEADER) & !FLAGS
     }
 
-    /// `unlink` as one `connect` (size-optimized builds).
+    /// `unlink` as one `connect` (size-optimized builds); returns `block`
+    /// (the successor its predecessor had).
     #[cfg(any(test, wasm_mem_alloc_small))]
     #[inline(always)]
-    unsafe fn unlink_shared(&mut self, block: usize) {
-        self.connect(rd_at(block, PREV), rd_at(block, NEXT));
+    unsafe fn unlink_shared(&mut self, block: usize) -> usize {
+        self.connect(rd_at(block, PREV), rd_at(block, NEXT))
     }
 
     /// `unlink` with the head case apart (speed builds).
@@ -500,7 +533,7 @@ impl<B: Backend> Heap<B> {
     #[inline]
     unsafe fn emptied(&mut self, class: usize) {
         #[cfg(wasm_mem_alloc_small)]
-        return self.flip(class);
+        return self.flip(class, true);
         #[cfg(not(wasm_mem_alloc_small))]
         {
             let row = class >> SL_LOG2;
@@ -513,26 +546,35 @@ impl<B: Backend> Heap<B> {
     }
 
     /// Flips the bitmap bit of a class whose list just became empty or
-    /// non-empty, and its row's bit to match (size-optimized builds: one
-    /// function for both).
+    /// non-empty (`turned`), and its row's bit to match (size-optimized
+    /// builds: one function for both). Without `turned` it changes nothing,
+    /// as long as the list has blocks (its bit keeps the row's bit set),
+    /// the one case `connect` calls it so.
     #[cfg(any(test, wasm_mem_alloc_small))]
     #[inline]
-    unsafe fn flip(&mut self, class: usize) {
+    unsafe fn flip(&mut self, class: usize, turned: bool) {
         let row = class >> SL_LOG2;
-        let bit: RowBits = 1 << (class & (SL - 1));
+        let bit = (turned as RowBits) << (class & (SL - 1));
         let bits = self.row_bits.get_unchecked_mut(row);
         let old = *bits;
-        *bits = old ^ bit;
-        // The row turns empty or non-empty when no other list of it has blocks.
-        self.rows ^= ((old | bit == bit) as usize) << row;
+        let new = old ^ bit;
+        *bits = new;
+        // The row turns empty or non-empty when no other list of it has
+        // blocks: the old bits were empty or the new ones are, so they have
+        // no bit in common (reusing `new`: 2 bytes of code less than
+        // `old | bit == bit`).
+        self.rows ^= ((old & new == 0) as usize) << row;
     }
 
-    /// Writes a free block's header and footer and links it.
+    /// Writes a free block's header and footer and links it; returns
+    /// `block` (`release`'s result: `free_block` then has the type of
+    /// `connect`, one function type less in size-optimized builds).
     #[inline]
-    unsafe fn free_block(&mut self, block: usize, size: usize) {
+    unsafe fn free_block(&mut self, block: usize, size: usize) -> usize {
         wr_at(block, HEADER, size | FREE);
         wr(block + size, size);
         self.link(block, size);
+        block
     }
 
     /// Frees the used block at `block` (its header holds its size and
@@ -588,8 +630,7 @@ impl<B: Backend> Heap<B> {
             block -= rd(block);
             self.unlink(block);
         }
-        self.free_block(block, end - block);
-        block
+        self.free_block(block, end - block)
     }
 
     /// Marks `block` (holding `have` bytes, taken off the free lists, so its
@@ -733,20 +774,24 @@ impl<B: Backend> Heap<B> {
     /// with its size, or `None` if there is none.
     #[inline]
     unsafe fn take(&mut self, need: usize) -> Option<(usize, usize)> {
-        // Best fit first: the head of the class holding `need - 1` often
-        // holds enough (always in the exact small classes, where `free`
-        // keeps the head the larger of the last two blocks). That class is
-        // the request's own unless `need` starts a class, and then every
-        // block of the own class fits and the search below takes its head:
-        // the same block as checking the own class, for one class number.
-        let mut list = search_class(need) - 1;
-        let mut block = *self.heads.get_unchecked(list);
+        // Best fit first: the head of the request's own class often holds
+        // enough (always in the exact small classes; elsewhere `free` keeps
+        // the head the larger of the last two blocks). Otherwise the first
+        // non-empty class after it: every block there fits (class numbers
+        // run on from one row to the next). (Rounding up by `need / SL`
+        // instead, up to twice a class width, skipped a class of blocks that
+        // all fit: 1.3 points of heap efficiency lost to allocations failing
+        // next to a fitting block.)
+        let (class, head) = self.own_head(need);
+        // (Read only by speed builds' `pop` when the own head fits.)
+        #[cfg_attr(wasm_mem_alloc_small, allow(unused_assignments))]
+        let mut list = class - 1;
+        let mut block = head;
         // (A free block's header is its size with the `FREE` bit and `need`
         // is a multiple of `G`: no mask needed to compare.)
         if block == 0 || rd_at(block, HEADER) < need {
             // Good fit: the first non-empty class whose every block fits,
             // in this row or else in the first non-empty row above it.
-            let class = list + 1;
             let mut row = class >> SL_LOG2;
             let mut bits = *self.row_bits.get_unchecked(row) & (RowBits::MAX << (class & (SL - 1)));
             if bits == 0 {

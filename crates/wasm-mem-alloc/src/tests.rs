@@ -506,10 +506,9 @@ fn search_takes_the_next_class_up() {
     validate(&heap);
 }
 
-/// A request that starts a class (`take` checks the head of the class below
-/// it first, the one holding `need - 1`) still takes the head of its own
-/// class, not a block of a larger class and not fresh memory; one within a
-/// class takes a fitting head of its own class.
+/// A request that starts a class takes the head of its own class (every
+/// block there fits), not a block of a larger class and not fresh memory;
+/// one within a class takes a fitting head of its own class.
 #[test]
 fn request_at_a_class_start_takes_its_own_head() {
     let mut heap = Heap::new(TestBackend::new(1 << 20, 0));
