@@ -1029,7 +1029,8 @@ impl<B: Backend> Heap<B> {
 #[cfg(any(target_feature = "atomics", not(target_family = "wasm")))]
 type Lock = core::sync::atomic::AtomicBool;
 
-/// A [`Heap`] behind a lock, for `#[global_allocator]`.
+/// A [`Heap`] behind a lock, for `#[global_allocator]` (like a `Heap`, it
+/// must not move once it has allocated; a `static` never does).
 ///
 /// On targets that can run threads (native, or wasm with shared memory and
 /// `target_feature = "atomics"`) every call takes a spin lock; on
