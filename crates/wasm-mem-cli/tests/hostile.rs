@@ -11,8 +11,12 @@
 #[path = "../../../fuzz/src/props.rs"]
 mod props;
 
+/// The library crate's corpus lister.
+#[path = "../../wasm-mem/tests/common/mod.rs"]
+mod common;
+
 use props::{Command as Cmd, COMMANDS};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn bin() -> Command {
@@ -81,25 +85,10 @@ fn assert_rejected_by_every_command(dir: &Path, what: &str, bytes: &[u8]) -> usi
     runs.len()
 }
 
+/// The corpus modules that validate, by file name.
 fn corpus() -> Option<Vec<(String, Vec<u8>)>> {
-    let dir = std::env::var_os("WASM_MEM_CORPUS")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/wasm-mem/corpus")))
-        .filter(|d| d.is_dir());
-    let Some(dir) = dir else {
-        eprintln!(
-            "note: no corpus directory; run ../shared/corpus/fetch.sh ~/.cache/wasm-mem/corpus"
-        );
-        return None;
-    };
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-        .collect();
-    paths.sort();
     let mut modules = Vec::new();
-    for path in paths {
+    for path in common::corpus_modules()? {
         let bytes = std::fs::read(&path).unwrap();
         if wasm_mem::input::validate(&bytes).is_err() {
             eprintln!("note: {} does not validate, skipped", path.display());
