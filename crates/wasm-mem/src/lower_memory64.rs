@@ -44,8 +44,8 @@
 
 use crate::error::{Error, Result};
 use crate::memory64_common::{
-    eval_const, rewrite_code, rewrite_data, rewrite_elements, set_types, IndexChange,
-    Memory64Report, NewOffset, Retype, Scan, TypeSetter,
+    eval_const, rewrite_code, rewrite_data, rewrite_elements, set_types, Memory64Report, NewOffset,
+    Retype, Scan, TypeSetter,
 };
 use crate::rewrite::Rewrite;
 use crate::sections::ids;
@@ -115,34 +115,7 @@ pub fn lower_memory64(input: &[u8]) -> Result<(Vec<u8>, Memory64Report)> {
         }
         tables.push(new);
     }
-    let retype = Retype {
-        memories: scan
-            .memories
-            .iter()
-            .map(|m| IndexChange {
-                from64: m.memory64,
-                to64: false,
-            })
-            .collect(),
-        tables: scan
-            .tables
-            .iter()
-            .map(|t| IndexChange {
-                from64: t.table64,
-                to64: false,
-            })
-            .collect(),
-        table_elements: scan
-            .tables
-            .iter()
-            .map(|t| wasmparser::ValType::Ref(t.element_type))
-            .collect(),
-        page_sizes: scan
-            .memories
-            .iter()
-            .map(|m| 1u64 << m.page_size_log2.unwrap_or(16))
-            .collect(),
-    };
+    let retype = Retype::between(&scan, &memories, &tables);
     let mut report = Memory64Report::new("lower memory64", &scan, &memories, &tables);
     report.notes = notes;
     if !retype.changes() {

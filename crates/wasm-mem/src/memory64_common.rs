@@ -307,6 +307,45 @@ pub struct Retype {
 }
 
 impl Retype {
+    /// The change from the scanned module's memories and tables to the new
+    /// types `memories` and `tables` (one per index, in order).
+    pub fn between(
+        scan: &Scan,
+        memories: &[wasm_encoder::MemoryType],
+        tables: &[wasm_encoder::TableType],
+    ) -> Retype {
+        Retype {
+            memories: scan
+                .memories
+                .iter()
+                .zip(memories)
+                .map(|(before, after)| IndexChange {
+                    from64: before.memory64,
+                    to64: after.memory64,
+                })
+                .collect(),
+            tables: scan
+                .tables
+                .iter()
+                .zip(tables)
+                .map(|(before, after)| IndexChange {
+                    from64: before.table64,
+                    to64: after.table64,
+                })
+                .collect(),
+            table_elements: scan
+                .tables
+                .iter()
+                .map(|t| ValType::Ref(t.element_type))
+                .collect(),
+            page_sizes: scan
+                .memories
+                .iter()
+                .map(|m| 1u64 << m.page_size_log2.unwrap_or(16))
+                .collect(),
+        }
+    }
+
     /// `true` when anything changes.
     pub fn changes(&self) -> bool {
         self.memories

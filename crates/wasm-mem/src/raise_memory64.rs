@@ -37,8 +37,8 @@
 use crate::error::{Error, Result};
 use crate::lower_memory64::memory32_page_limit;
 use crate::memory64_common::{
-    eval_const, rewrite_code, rewrite_data, rewrite_elements, set_types, IndexChange,
-    Memory64Report, NewOffset, Retype, Scan, TypeSetter,
+    eval_const, rewrite_code, rewrite_data, rewrite_elements, set_types, Memory64Report, NewOffset,
+    Retype, Scan, TypeSetter,
 };
 use crate::rewrite::Rewrite;
 use crate::sections::ids;
@@ -117,36 +117,7 @@ pub fn raise_memory64(input: &[u8], options: &RaiseOptions) -> Result<(Vec<u8>, 
         }
         tables.push(new);
     }
-    let retype = Retype {
-        memories: scan
-            .memories
-            .iter()
-            .zip(&memories)
-            .map(|(before, after)| IndexChange {
-                from64: before.memory64,
-                to64: after.memory64,
-            })
-            .collect(),
-        tables: scan
-            .tables
-            .iter()
-            .zip(&tables)
-            .map(|(before, after)| IndexChange {
-                from64: before.table64,
-                to64: after.table64,
-            })
-            .collect(),
-        table_elements: scan
-            .tables
-            .iter()
-            .map(|t| wasmparser::ValType::Ref(t.element_type))
-            .collect(),
-        page_sizes: scan
-            .memories
-            .iter()
-            .map(|m| 1u64 << m.page_size_log2.unwrap_or(16))
-            .collect(),
-    };
+    let retype = Retype::between(&scan, &memories, &tables);
     let mut report = Memory64Report::new("raise memory64", &scan, &memories, &tables);
     report.notes = notes;
     if !retype.changes() {
