@@ -1,5 +1,6 @@
 //! `wasm-mem pack` end to end: output, report, flags, exit codes and bad input.
 
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn run(args: &[&str]) -> Output {
@@ -18,6 +19,24 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `wasm-mem pack INPUT -o OUTPUT FLAGS...`.
+fn pack(input: &Path, output: &Path, flags: &[&str]) -> Output {
+    let mut args = vec![
+        "pack",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(flags);
+    run(&args)
+}
+
+/// The report of a `--json` run, which must have succeeded.
+fn json_report(o: &Output) -> serde_json::Value {
+    assert_eq!(code(o), 0, "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 const SPARSE: &str = r#"(module (memory (export "m") 1)
   (data (i32.const 16) "abc\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00def")
   (data (i32.const 1000) "\00\00\00\00ghi\00\00\00\00"))"#;
@@ -28,26 +47,14 @@ fn packs_a_text_module_and_reports() {
     let input = dir.path().join("in.wat");
     let output = dir.path().join("out.wasm");
     std::fs::write(&input, SPARSE).unwrap();
-    let o = run(&[
-        "pack",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-    ]);
+    let o = pack(&input, &output, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("data section:"), "{}", stderr(&o));
     let packed = std::fs::read(&output).unwrap();
     assert!(packed.len() < wat::parse_str(SPARSE).unwrap().len());
 
-    let o = run(&[
-        "pack",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--json",
-    ]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = pack(&input, &output, &["--json"]);
+    let report = json_report(&o);
     assert_eq!(report["segments_before"], 2);
     assert_eq!(report["segments_after"], 3);
     assert_eq!(report["memories"][0]["memory"], 0);
@@ -60,28 +67,12 @@ fn segment_cap_and_refusals() {
     let input = dir.path().join("in.wat");
     let output = dir.path().join("out.wasm");
     std::fs::write(&input, SPARSE).unwrap();
-    let o = run(&[
-        "pack",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--max-segments",
-        "1",
-        "--json",
-    ]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = pack(&input, &output, &["--max-segments", "1", "--json"]);
+    let report = json_report(&o);
     assert_eq!(report["segments_after"], 1);
     // Zero segments cannot hold a non-zero image: refused, no output file.
     let refused = dir.path().join("refused.wasm");
-    let o = run(&[
-        "pack",
-        input.to_str().unwrap(),
-        "-o",
-        refused.to_str().unwrap(),
-        "--max-segments",
-        "0",
-    ]);
+    let o = pack(&input, &refused, &["--max-segments", "0"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("max-segments"), "{}", stderr(&o));
     assert!(!refused.exists());
@@ -93,12 +84,7 @@ fn bad_input_exits_2_and_leaves_no_file() {
     let input = dir.path().join("bad.wasm");
     let output = dir.path().join("out.wasm");
     std::fs::write(&input, b"\0asm\x01\0\0\0\x0b\x05\x01\x00").unwrap();
-    let o = run(&[
-        "pack",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-    ]);
+    let o = pack(&input, &output, &[]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("invalid"), "{}", stderr(&o));
     assert!(!output.exists());
@@ -117,29 +103,19 @@ fn global_offsets_report_the_extended_const_saving() {
            (data (global.get 0) "abc\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00def"))"#,
     )
     .unwrap();
-    let o = run(&[
-        "pack",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-    ]);
+    let o = pack(&input, &output, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
         stderr(&o).contains("--extended-const would save"),
         "{}",
         stderr(&o)
     );
-    let o = run(&[
-        "pack",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--extended-const",
-        "--zero-filled-imports",
-        "--json",
-    ]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = pack(
+        &input,
+        &output,
+        &["--extended-const", "--zero-filled-imports", "--json"],
+    );
+    let report = json_report(&o);
     assert_eq!(report["segments_after"], 2);
 }
 
@@ -166,8 +142,7 @@ fn splits_passive_segments_and_reports_them() {
         stderr(&r)
     );
     let r = run(&["pack", i, "-o", o, "--json"]);
-    assert_eq!(code(&r), 0, "{}", stderr(&r));
-    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let report = json_report(&r);
     assert_eq!(report["passive_segments"], 1);
     assert_eq!(report["passive_segments_after"], 2);
     assert_eq!(report["passive_bytes_before"], 609);
