@@ -616,6 +616,8 @@ impl<B: Backend> Heap<B> {
             wr_at(end, HEADER, next | PREV_FREE);
             end
         };
+        // Size-optimized builds merge through `end_if_free` (13 bytes of code
+        // less; in speed builds the same form cost 8.7 fuel per free).
         #[cfg(wasm_mem_alloc_small)]
         let end = {
             let next = block + (header & !FLAGS);
@@ -660,6 +662,13 @@ impl<B: Backend> Heap<B> {
         }
     }
 
+    /// Clears the `PREV_FREE` flag of the block at `block`: the block before
+    /// it is used now.
+    #[inline(always)]
+    unsafe fn unflag(block: usize) {
+        wr_at(block, HEADER, rd_at(block, HEADER) & !PREV_FREE);
+    }
+
     /// Marks all of `block` (`have` bytes) used: the rest is too small to be
     /// a block of its own, so the successor no longer follows a free block
     /// (speed builds; size-optimized builds do it inside `trim`).
@@ -667,11 +676,7 @@ impl<B: Backend> Heap<B> {
     #[inline(always)]
     unsafe fn use_whole(&mut self, block: usize, have: usize, prev_flag: usize) {
         wr_at(block, HEADER, have | prev_flag);
-        wr_at(
-            block + have,
-            HEADER,
-            rd_at(block + have, HEADER) & !PREV_FREE,
-        );
+        Self::unflag(block + have);
     }
 
     /// Like `carve`, but the successor may be free or unflagged (realloc):
@@ -685,11 +690,7 @@ impl<B: Backend> Heap<B> {
         // `size`, which `keep` is there: 1 byte less than `keep`.)
         #[cfg(wasm_mem_alloc_small)]
         {
-            wr_at(
-                block + have,
-                HEADER,
-                rd_at(block + have, HEADER) & !PREV_FREE,
-            );
+            Self::unflag(block + have);
             let keep = if have - size >= MIN_BLOCK { size } else { have };
             wr_at(block, HEADER, keep | prev_flag);
             if keep != have {
@@ -872,11 +873,7 @@ impl<B: Backend> Heap<B> {
                 self.pop(class, block);
                 // Exact fit: a free block's predecessor is never free.
                 wr_at(block, HEADER, size);
-                wr_at(
-                    block + size,
-                    HEADER,
-                    rd_at(block + size, HEADER) & !PREV_FREE,
-                );
+                Self::unflag(block + size);
                 return Some(ptr::with_exposed_provenance_mut(block + PAYLOAD));
             }
         }
@@ -897,6 +894,7 @@ impl<B: Backend> Heap<B> {
     ///
     /// `ptr` must come from this heap and not be freed yet; the heap must
     /// not have moved since its first allocation.
+    #[inline(always)]
     pub unsafe fn free(&mut self, ptr: *mut u8) {
         #[cfg(not(wasm_mem_alloc_small))]
         self.release_inline(ptr.expose_provenance() - PAYLOAD);
@@ -995,10 +993,7 @@ impl<B: Backend> Heap<B> {
                     let moved = self.alloc(new_size, align);
                     if !moved.is_null() {
                         ptr::copy_nonoverlapping(ptr, moved, old_size);
-                        #[cfg(not(wasm_mem_alloc_small))]
-                        self.release_inline(block);
-                        #[cfg(wasm_mem_alloc_small)]
-                        self.release(block);
+                        self.free(ptr);
                     }
                     return moved;
                 }
