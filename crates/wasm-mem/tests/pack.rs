@@ -40,6 +40,16 @@ fn defaults() -> PackOptions {
     PackOptions::default()
 }
 
+/// A store and an instance of `bytes` (a module with no imports) on an
+/// engine with `config`.
+fn start(bytes: &[u8], config: &wasmtime::Config) -> (wasmtime::Store<()>, wasmtime::Instance) {
+    let engine = wasmtime::Engine::new(config).unwrap();
+    let module = wasmtime::Module::new(&engine, bytes).unwrap();
+    let mut store = wasmtime::Store::new(&engine, ());
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+    (store, instance)
+}
+
 /// Instantiate a module with no imports; `Ok(memories)` or `Err(trap)`.
 fn instantiate(module: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let mut config = wasmtime::Config::new();
@@ -245,10 +255,7 @@ fn passive_segments_and_code_indices_are_kept() {
     let (out, report) = pack_checked(&module, &defaults(), &ImageOptions::default());
     assert_eq!(report.passive_segments, 2);
     let run = |bytes: &[u8]| {
-        let engine = wasmtime::Engine::default();
-        let module = wasmtime::Module::new(&engine, bytes).unwrap();
-        let mut store = wasmtime::Store::new(&engine, ());
-        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let (mut store, instance) = start(bytes, &wasmtime::Config::new());
         let f = instance
             .get_typed_func::<(), ()>(&mut store, "run")
             .unwrap();
@@ -751,10 +758,7 @@ fn run_passive_script(
     let mut config = wasmtime::Config::new();
     config.wasm_multi_memory(true);
     config.wasm_memory64(true);
-    let engine = wasmtime::Engine::new(&config).unwrap();
-    let module = wasmtime::Module::new(&engine, module).unwrap();
-    let mut store = wasmtime::Store::new(&engine, ());
-    let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+    let (mut store, instance) = start(module, &config);
     let size = 65536u64;
     let mut outcomes = Vec::new();
     let pass = |store: &mut wasmtime::Store<()>, outcomes: &mut Vec<bool>, round: u64| {
@@ -863,10 +867,7 @@ fn long_zero_runs_in_passive_segments_shrink_the_module() {
     assert_eq!(report.data_drop_rewritten, 2);
     assert!(report.code_section_after > report.code_section_before);
     let run = |m: &[u8]| {
-        let engine = wasmtime::Engine::default();
-        let module = wasmtime::Module::new(&engine, m).unwrap();
-        let mut store = wasmtime::Store::new(&engine, ());
-        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let (mut store, instance) = start(m, &wasmtime::Config::new());
         let init = instance
             .get_typed_func::<i32, ()>(&mut store, "init")
             .unwrap();
@@ -1012,10 +1013,7 @@ fn over_long_bulk_memory_opcodes_are_seen() {
     let module = module.finish();
     wasm_mem::input::validate(&module).expect("the over-long encodings validate");
     let run = |m: &[u8]| {
-        let engine = wasmtime::Engine::default();
-        let module = wasmtime::Module::new(&engine, m).unwrap();
-        let mut store = wasmtime::Store::new(&engine, ());
-        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let (mut store, instance) = start(m, &wasmtime::Config::new());
         let memory = instance.get_memory(&mut store, "m").unwrap();
         memory.data_mut(&mut store).fill(0xAA);
         let init = instance
@@ -1074,10 +1072,7 @@ fn gc_array_instructions_keep_the_segments_they_read() {
         let mut config = wasmtime::Config::new();
         config.wasm_gc(true);
         config.wasm_function_references(true);
-        let engine = wasmtime::Engine::new(&config).unwrap();
-        let module = wasmtime::Module::new(&engine, m).unwrap();
-        let mut store = wasmtime::Store::new(&engine, ());
-        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let (mut store, instance) = start(m, &config);
         let init = instance
             .get_typed_func::<(), ()>(&mut store, "init")
             .unwrap();
